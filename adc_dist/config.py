@@ -1,0 +1,201 @@
+"""One typed configuration for a training run.
+
+The same flat object is loaded from YAML (``--config FILE``), overridden from the
+command line (``--key value``), varied by Ray Tune (a search space names its fields)
+and recorded, one column per field, in the Parquet results. Flat on purpose: a
+Parquet column, a CLI flag and a Tune key are then the same name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping, get_args, get_origin, get_type_hints
+
+import yaml
+
+from adc_dist.errors import AdcError
+
+BALANCERS = ("gradnorm", "equal", "static", "uncertainty")
+HIDDEN_SHAPES = ("halving", "constant")
+
+
+@dataclass
+class TrainConfig:
+    # --- data -------------------------------------------------------------------
+    task: str = "amazon-book-music"
+    data_root: str | None = None  # None: $ADC_DATA_ROOT, else the download cache
+    seed: int = 0  # split seed and model/sampling seed
+    min_rating: float | None = None  # keep only ratings >= this as positives
+    # --- model (DESIGN.md section 2) --------------------------------------------
+    d: int = 100  # embedding size (paper default)
+    num_hidden_layers: int = 2  # shared ReLU layers on [p_u ; q_i]
+    hidden_shape: str = "halving"  # "halving": 2d -> d -> d/2 ...; "constant": 2d wide
+    dropout: float = 0.0
+    init_std: float = 0.01  # normal init of the embedding tables
+    # --- objective and balancing ------------------------------------------------
+    negatives: int = 5  # rho: sampled negatives per positive (paper default)
+    balancer: str = "gradnorm"
+    gamma: float = 1.5  # GradNorm asymmetry (the paper's gamma, GradNorm's alpha)
+    balancer_lr: float = 0.025  # learning rate of the domain weights (GradNorm paper)
+    static_weights: list[float] | None = None  # for balancer="static"; rescaled to sum K
+    # --- optimisation ------------------------------------------------------------
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 1024  # positives per step of the largest domain, per worker
+    epochs: int = 20
+    eval_every: int = 1
+    topk: list[int] = field(default_factory=lambda: [5, 10, 20, 50])
+    early_stop_metric: str = "ndcg@10"  # mean over domains of this validation metric
+    patience: int = 5  # epochs without improvement before stopping; 0 = never stop early
+    # --- distribution and run ----------------------------------------------------
+    num_workers: int = 0  # 0: as many as the machine sensibly holds
+    use_gpu: bool = False
+    bf16: bool = False  # bf16 autocast on GPU
+    cpus_per_worker: float = 1.0
+    max_failures: int = 0  # whole-group restarts from the last checkpoint
+    storage_path: str = "runs"  # run directories are created under this
+    name: str | None = None  # run name; None: <task>-<timestamp>
+    resume: bool = False
+
+    # ------------------------------------------------------------------------------
+    def validate(self) -> "TrainConfig":
+        """Check value ranges; raise one AdcError naming every bad field."""
+        bad: list[str] = []
+
+        def need(cond: bool, msg: str) -> None:
+            if not cond:
+                bad.append(msg)
+
+        need(self.d > 0, f"d must be > 0 (got {self.d})")
+        need(self.num_hidden_layers >= 1, f"num_hidden_layers must be >= 1 (got {self.num_hidden_layers})")
+        need(self.hidden_shape in HIDDEN_SHAPES, f"hidden_shape must be one of {HIDDEN_SHAPES} (got {self.hidden_shape!r})")
+        if self.hidden_shape == "halving":
+            need(self.d // 2 ** max(self.num_hidden_layers - 2, 0) >= 1,
+                 f"d={self.d} is too small to halve over {self.num_hidden_layers} hidden layers")
+        need(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1) (got {self.dropout})")
+        need(self.init_std > 0, f"init_std must be > 0 (got {self.init_std})")
+        need(self.negatives >= 1, f"negatives must be >= 1 (got {self.negatives})")
+        need(self.balancer in BALANCERS, f"balancer must be one of {BALANCERS} (got {self.balancer!r})")
+        need(self.gamma >= 0, f"gamma must be >= 0 (got {self.gamma})")
+        need(self.balancer_lr > 0, f"balancer_lr must be > 0 (got {self.balancer_lr})")
+        if self.balancer == "static":
+            w = self.static_weights
+            need(w is not None and len(w) >= 2 and all(x > 0 for x in w),
+                 "balancer=static needs static_weights: one positive weight per domain, e.g. --static_weights 1.0,0.5")
+        need(self.lr > 0, f"lr must be > 0 (got {self.lr})")
+        need(self.weight_decay >= 0, f"weight_decay must be >= 0 (got {self.weight_decay})")
+        need(self.batch_size >= 1, f"batch_size must be >= 1 (got {self.batch_size})")
+        need(self.epochs >= 1, f"epochs must be >= 1 (got {self.epochs})")
+        need(self.eval_every >= 1, f"eval_every must be >= 1 (got {self.eval_every})")
+        need(len(self.topk) >= 1 and all(k >= 1 for k in self.topk), f"topk must be a list of N >= 1 (got {self.topk})")
+        metric, _, n = self.early_stop_metric.partition("@")
+        need(metric in ("recall", "ndcg") and n.isdigit() and int(n) in self.topk,
+             f"early_stop_metric must be recall@N or ndcg@N with N in topk={self.topk} (got {self.early_stop_metric!r})")
+        need(self.patience >= 0, f"patience must be >= 0 (got {self.patience})")
+        need(self.num_workers >= 0, f"num_workers must be >= 0 (got {self.num_workers})")
+        need(self.cpus_per_worker > 0, f"cpus_per_worker must be > 0 (got {self.cpus_per_worker})")
+        need(self.max_failures >= 0, f"max_failures must be >= 0 (got {self.max_failures})")
+        need(not (self.bf16 and not self.use_gpu), "bf16 needs --use_gpu (bf16 autocast is a GPU option)")
+        if bad:
+            raise AdcError("invalid config:\n  " + "\n  ".join(bad))
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return from_mapping({**self.to_dict(), **changes})
+
+    @property
+    def early_stop_key(self) -> tuple[str, int]:
+        metric, _, n = self.early_stop_metric.partition("@")
+        return metric, int(n)
+
+
+FIELD_NAMES = tuple(f.name for f in fields(TrainConfig))
+_HINTS = get_type_hints(TrainConfig)
+
+
+def unknown_key_error(key: str, where: str, known: tuple[str, ...] = FIELD_NAMES) -> AdcError:
+    close = difflib.get_close_matches(key, known, n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else f"; known keys: {', '.join(known)}"
+    return AdcError(f"unknown config key {key!r} in {where}{hint}")
+
+
+def _base_type(hint: Any) -> tuple[Any, bool]:
+    """(the non-None type, whether None is allowed) of a field's annotation."""
+    args = get_args(hint)
+    if type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return rest[0], True
+    return hint, False
+
+
+def coerce(key: str, value: Any) -> Any:
+    """Turn a YAML or command-line value into the field's type, or raise AdcError."""
+    typ, optional = _base_type(_HINTS[key])
+    if value is None or (isinstance(value, str) and value.lower() in ("none", "null") and optional):
+        if optional:
+            return None
+        raise AdcError(f"config key {key!r} may not be empty")
+    try:
+        if get_origin(typ) is list:
+            (elem,) = get_args(typ)
+            if isinstance(value, str):
+                value = [v for v in value.replace(" ", "").split(",") if v]
+            if not isinstance(value, (list, tuple)):
+                value = [value]
+            return [elem(v) for v in value]
+        if typ is bool:
+            if isinstance(value, bool):
+                return value
+            s = str(value).lower()
+            if s in ("1", "true", "yes", "on"):
+                return True
+            if s in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if typ is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return int(value) if not isinstance(value, str) else int(value.strip())
+        if typ is float:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise AdcError(f"config key {key!r} expects {getattr(typ, '__name__', typ)}, got {value!r}") from None
+
+
+def from_mapping(values: Mapping[str, Any], where: str = "config") -> TrainConfig:
+    """Build and validate a TrainConfig; unknown keys and bad types raise AdcError."""
+    kwargs = {}
+    for key, value in values.items():
+        if key not in FIELD_NAMES:
+            raise unknown_key_error(key, where)
+        kwargs[key] = coerce(key, value)
+    return TrainConfig(**kwargs).validate()
+
+
+def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise AdcError(f"config file {p} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise AdcError(f"config file {p} is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise AdcError(f"config file {p} must hold a mapping of key: value")
+    return data
+
+
+def save_yaml(cfg: TrainConfig, path: str | os.PathLike) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
