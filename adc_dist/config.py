@@ -30,6 +30,7 @@ class TrainConfig:
     data_root: str | None = None  # None: $ADC_DATA_ROOT, else the download cache
     seed: int = 0  # split seed and model/sampling seed
     min_rating: float | None = None  # keep only ratings >= this as positives
+    domains: list[str] | None = None  # train on a subset of the task's domains (one: single-domain baseline)
     # --- model (DESIGN.md section 2) --------------------------------------------
     d: int = 100  # embedding size (paper default)
     num_hidden_layers: int = 2  # shared ReLU layers on [p_u ; q_i]
@@ -74,7 +75,7 @@ class TrainConfig:
         need(self.num_hidden_layers >= 1, f"num_hidden_layers must be >= 1 (got {self.num_hidden_layers})")
         need(self.hidden_shape in HIDDEN_SHAPES, f"hidden_shape must be one of {HIDDEN_SHAPES} (got {self.hidden_shape!r})")
         if self.hidden_shape == "halving":
-            need(self.d // 2 ** max(self.num_hidden_layers - 2, 0) >= 1,
+            need(self.d // 2 ** (self.num_hidden_layers - 1) >= 1,
                  f"d={self.d} is too small to halve over {self.num_hidden_layers} hidden layers")
         need(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1) (got {self.dropout})")
         need(self.init_std > 0, f"init_std must be > 0 (got {self.init_std})")

@@ -55,6 +55,18 @@ class TaskData:
             raise ValueError(f"unknown split {name!r}; expected one of {SPLITS}")
         return getattr(self, name)
 
+    def select(self, domains: "list[str] | tuple[str, ...]") -> "TaskData":
+        """The same split restricted to some domains (users keep their ids)."""
+        unknown = [d for d in domains if d not in self.domains]
+        if unknown:
+            from adc_dist.errors import AdcError
+
+            raise AdcError(f"task {self.name!r} has no domain {unknown[0]!r}; its domains are {', '.join(self.domains)}")
+        idx = [self.domains.index(d) for d in domains]
+        pick = lambda xs: tuple(xs[i] for i in idx)  # noqa: E731
+        return TaskData(self.name, pick(self.domains), self.n_users, pick(self.n_items),
+                        pick(self.train), pick(self.valid), pick(self.test), self.meta)
+
     def user_items(self, split: str, k: int) -> sp.csr_matrix:
         """Binary CSR (n_users x n_items[k]) of the users' items of domain k in ``split``.
 
