@@ -31,6 +31,8 @@ class TrainConfig:
     seed: int = 0  # split seed and model/sampling seed
     min_rating: float | None = None  # keep only ratings >= this as positives
     domains: list[str] | None = None  # train on a subset of the task's domains (one: single-domain baseline)
+    subsample_domain: str | None = None  # keep only a seeded fraction of this domain's train positives
+    subsample_frac: float = 1.0  # ... this fraction (the balancing study uses 0.1)
     # --- model (DESIGN.md section 2) --------------------------------------------
     d: int = 100  # embedding size (paper default)
     num_hidden_layers: int = 2  # shared ReLU layers on [p_u ; q_i]
@@ -71,6 +73,7 @@ class TrainConfig:
             if not cond:
                 bad.append(msg)
 
+        need(0.0 < self.subsample_frac <= 1.0, f"subsample_frac must be in (0, 1] (got {self.subsample_frac})")
         need(self.d > 0, f"d must be > 0 (got {self.d})")
         need(self.num_hidden_layers >= 1, f"num_hidden_layers must be >= 1 (got {self.num_hidden_layers})")
         need(self.hidden_shape in HIDDEN_SHAPES, f"hidden_shape must be one of {HIDDEN_SHAPES} (got {self.hidden_shape!r})")
