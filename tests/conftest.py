@@ -1,0 +1,38 @@
+"""Shared test settings: where the real data is, and quiet, small Ray runtimes."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+# tests/synthetic.py is imported by name (also by spawned worker processes).
+sys.path.insert(0, str(TESTS))
+
+# The real data: CI points ADC_DATA_ROOT at ../shared/data; fall back to it beside the repo.
+DATA_ROOT = Path(os.environ.get("ADC_DATA_ROOT", REPO.parent / "shared" / "data")).resolve()
+os.environ.setdefault("ADC_DATA_ROOT", str(DATA_ROOT))
+
+# Ray, when a test starts it: no auth token, no preemption watcher, fast health checks.
+for key, value in {"RAY_AUTH_MODE": "disabled", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+                   "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25", "RAY_USAGE_STATS_ENABLED": "0"}.items():
+    os.environ.setdefault(key, value)
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    if not (DATA_ROOT / "amazon4_cdtf" / "demo_amazon.mat").is_file():
+        pytest.fail(f"the real data is missing at {DATA_ROOT}: set ADC_DATA_ROOT to ../shared/data")
+    return DATA_ROOT
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    """One split cache for the whole session: tasks are prepared once, read many times."""
+    path = tmp_path_factory.mktemp("adc_cache")
+    os.environ["ADC_CACHE_DIR"] = str(path)
+    return path
