@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,9 @@ sys.path.insert(0, str(TESTS))
 # The real data: CI points ADC_DATA_ROOT at ../shared/data; fall back to it beside the repo.
 DATA_ROOT = Path(os.environ.get("ADC_DATA_ROOT", REPO.parent / "shared" / "data")).resolve()
 os.environ.setdefault("ADC_DATA_ROOT", str(DATA_ROOT))
+# Split caches of this test session go to a fresh directory, never the user's ~/.cache
+# (set at import, so Ray workers started by tests inherit it too).
+os.environ.setdefault("ADC_CACHE_DIR", tempfile.mkdtemp(prefix="adc_test_cache_"))
 
 # Ray, when a test starts it: no auth token, no preemption watcher, fast health checks.
 for key, value in {"RAY_AUTH_MODE": "disabled", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
@@ -31,8 +35,6 @@ def data_root() -> Path:
 
 
 @pytest.fixture(scope="session")
-def cache_dir(tmp_path_factory) -> Path:
-    """One split cache for the whole session: tasks are prepared once, read many times."""
-    path = tmp_path_factory.mktemp("adc_cache")
-    os.environ["ADC_CACHE_DIR"] = str(path)
-    return path
+def cache_dir() -> Path:
+    """The session's split cache: tasks are prepared once, read many times."""
+    return Path(os.environ["ADC_CACHE_DIR"])
