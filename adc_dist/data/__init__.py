@@ -2,11 +2,16 @@
 
 Public API (what the rest of adc_dist imports):
     load_task(name, *, data_root=None, seed=0, min_rating=None, cache_dir=None) -> TaskData
+    resolve_tasks(spec) -> list[str]         "six", "all", "a,b", "file:<path>"
+    TASKS, SIX                               the registered task specs / the six paper tasks
     TaskData, Interactions                   (adc_dist.data.task_data)
-    NegativeSampler                          (adc_dist.data.sampling)
+    NegativeSampler, rng_for                 (adc_dist.data.sampling)
     epoch_shard                              (adc_dist.data.sharding)
+See docs/data.md.
 """
 
+from adc_dist.data.load import load_task, prepare
+from adc_dist.data.registry import SIX, TASKS, resolve_tasks
 from adc_dist.data.task_data import SPLITS, Interactions, TaskData
 
-__all__ = ["SPLITS", "Interactions", "TaskData"]
+__all__ = ["SIX", "SPLITS", "TASKS", "Interactions", "TaskData", "load_task", "prepare", "resolve_tasks"]
