@@ -46,7 +46,8 @@ def canonical(raw: pd.DataFrame, source: str, domains: Sequence[str] | None = No
     """
     if domains is None:
         domains = list(pd.unique(raw["domain"]))
-    dom = pd.Categorical(raw["domain"], categories=domains).codes
+    present = pd.Categorical(raw["domain"])
+    dom = pd.Index(domains).get_indexer(present.categories)[present.codes]  # -1: not selected
     keep = dom >= 0
     dom = dom[keep]
     rating = raw["rating"].to_numpy(dtype=np.float64)[keep]

@@ -140,7 +140,7 @@ def fetch(folder: str, rel: str, *, root: Path, cache_dir: Path) -> tuple[Path, 
     try:
         download(url, dest, want)
     except urllib.error.URLError as e:  # also HTTPError; offline machines land here
-        reason = getattr(e, "reason", e)
+        reason = f"HTTP {e.code} {e.reason}" if isinstance(e, urllib.error.HTTPError) else e.reason
         raise AdcError(
             f"{folder}/{rel} is missing: it is not under the data root {root} and downloading "
             f"{url} failed ({reason}). Put the file (sha256 {want}) at {root / folder / rel}, or "
