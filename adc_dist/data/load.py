@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import numbers
 import os
 import time
 from dataclasses import dataclass
@@ -54,8 +55,9 @@ def prepare(name: str, *, data_root: str | os.PathLike | None = None, seed: int 
             min_rating: float | None = None, cache_dir: str | os.PathLike | None = None) -> Prepared:
     """Like :func:`load_task`, also saying where the cache is and whether it was built now."""
     t0 = time.perf_counter()
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise AdcError(f"seed must be a non-negative integer, got {seed!r}")
+    seed = int(seed)  # numpy integers from a sweep are fine, but JSON metadata wants an int
     cache_dir = sources.cache_root(cache_dir)
     root = sources.data_root(data_root, cache_dir)
     spec = get_task(name, root)
