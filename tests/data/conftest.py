@@ -33,8 +33,3 @@ def book_music_cache(tmp_path_factory, shared) -> Path:
 @pytest.fixture(scope="session")
 def book_music(book_music_cache, shared) -> TaskData:
     return load_task("amazon-book-music", data_root=shared, cache_dir=book_music_cache)
-
-
-def leftovers(cache: Path) -> list[Path]:
-    """Files in a cache dir: after a failed prepare there must be none (no partial cache)."""
-    return [p for p in cache.rglob("*") if p.is_file()] if cache.exists() else []

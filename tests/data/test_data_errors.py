@@ -7,7 +7,7 @@ import pytest
 from adc_dist.data import load_task, resolve_tasks
 from adc_dist.errors import AdcError
 
-from conftest import leftovers
+from data_test_helpers import leftovers
 
 GOOD = ["user,item,domain,rating", "0,0,book,5", "0,1,music,4", "1,1,book,3", "1,0,music,2"]
 

@@ -16,7 +16,7 @@ from adc_dist.data import load_task, prepare, stats
 from adc_dist.data.sources import DATASETS, MIRROR_ENV, Dataset, data_root
 from adc_dist.errors import AdcError
 
-from conftest import leftovers
+from data_test_helpers import leftovers
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):

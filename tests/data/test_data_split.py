@@ -17,7 +17,7 @@ from adc_dist.data import SIX, load_task, prepare, stats
 from adc_dist.data.task_data import SPLITS
 from adc_dist.errors import AdcError
 
-from conftest import leftovers
+from data_test_helpers import leftovers
 
 
 def test_book_music_has_the_provenance_numbers(book_music):
