@@ -1,0 +1,260 @@
+"""The per-worker training loop of ADC: plain PyTorch + torch.distributed.
+
+The same ``fit`` runs in-process (world size 1), under ``torchrun`` and under Ray
+Train's ``TorchTrainer`` (which sets up the process group before calling it). One step:
+
+  1. take one batch from every domain: this rank's share of the positives plus rho
+     sampled negatives each (``adc_dist.data``);
+  2. forward all K domains through the DDP-wrapped model, per-domain losses L_k;
+  3. for GradNorm, the per-domain gradients g_k = dL_k/dW of the last shared layer,
+     taken on the *unwrapped* parameter so that DDP's reducer hooks do not fire;
+  4. ONE all_reduce of [g_1 .. g_K, L_1 .. L_K] and a division by the world size: every
+     rank now holds the global means, so the balancer's update is identical everywhere;
+  5. the ordinary DDP backward of sum_k w_k L_k (DDP averages the network gradients).
+
+Single process:  python -c "from adc_dist.loop import fit; ..." (or python -m adc_dist.train --num_workers 1)
+Many processes:  torchrun --nproc-per-node=2 -m adc_dist.train --local  (see adc_dist.train)
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import time
+from contextlib import nullcontext
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from adc_dist.balancing import make_balancer
+from adc_dist.config import TrainConfig
+from adc_dist.data import Interactions, TaskData, load_task
+from adc_dist.data.sampling import NegativeSampler, rng_for
+from adc_dist.data.sharding import epoch_shard
+from adc_dist.errors import AdcError
+from adc_dist.evaluate import evaluate
+from adc_dist.model import ADC, domain_losses
+from adc_dist.reporting import Reporter
+
+
+def prepare_task(cfg: TrainConfig) -> TaskData:
+    """The task as this run sees it: the cached split, a domain subset, a subsampled domain."""
+    task = load_task(cfg.task, data_root=cfg.data_root, seed=cfg.seed, min_rating=cfg.min_rating)
+    if cfg.domains:
+        task = task.select(cfg.domains)
+    if cfg.subsample_domain is not None:
+        task = subsample_train(task, cfg.subsample_domain, cfg.subsample_frac, cfg.seed)
+    return task
+
+
+def subsample_train(task: TaskData, domain: str, frac: float, seed: int) -> TaskData:
+    """Keep a seeded ``frac`` of one domain's train positives (valid/test unchanged)."""
+    if domain not in task.domains:
+        raise AdcError(f"subsample_domain {domain!r} is not a domain of task {task.name!r} ({', '.join(task.domains)})")
+    k = task.domains.index(domain)
+    tr = task.train[k]
+    keep = np.sort(np.random.default_rng([seed, 1009]).permutation(len(tr))[: max(1, round(frac * len(tr)))])
+    train = list(task.train)
+    train[k] = Interactions(tr.users[keep], tr.items[keep])
+    return TaskData(task.name, task.domains, task.n_users, task.n_items, tuple(train), task.valid, task.test,
+                    {**task.meta, "subsample": {"domain": domain, "frac": frac}})
+
+
+def _all_reduce_mean(t: torch.Tensor, world: int) -> torch.Tensor:
+    if world > 1:
+        dist.all_reduce(t)
+        t /= world
+    return t
+
+
+def _rank_spread(values: torch.Tensor, world: int) -> float:
+    """max over entries of (max over ranks - min over ranks): 0.0 iff every rank agrees."""
+    if world == 1:
+        return 0.0
+    hi, lo = values.detach().clone().double(), values.detach().clone().double()
+    dist.all_reduce(hi, op=dist.ReduceOp.MAX)
+    dist.all_reduce(lo, op=dist.ReduceOp.MIN)
+    return float((hi - lo).max())
+
+
+def _epoch_plan(task: TaskData, cfg: TrainConfig, epoch: int, rank: int, world: int) -> list[list[np.ndarray]]:
+    """Per domain, this epoch's index batches into its train positives; all ranks get the same count.
+
+    An epoch is one pass over every domain's positives. The largest domain sets the number
+    of steps (ceil(shard / batch_size)); smaller domains are split into as many (smaller)
+    batches, so each step sees every domain once and no positive is repeated.
+    """
+    shards = [epoch_shard(len(tr), rank, world, cfg.seed, epoch) for tr in task.train]
+    steps = max(1, max(math.ceil(len(s) / cfg.batch_size) for s in shards))
+    # A domain with fewer positives than steps repeats some (np.resize cycles), never empties.
+    return [np.array_split(np.resize(s, max(len(s), steps)), steps) for s in shards]
+
+
+def make_batch(task: TaskData, samplers: list[NegativeSampler], plan: list[list[np.ndarray]], step: int,
+               rngs: list[np.random.Generator], negatives: int, device: torch.device,
+               ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Step ``step`` of every domain: users [B_k] and candidates [B_k, 1 + rho] (column 0 positive)."""
+    users, items = [], []
+    for k, sampler in enumerate(samplers):
+        idx = plan[k][step]
+        u = task.train[k].users[idx]
+        cand = np.concatenate([task.train[k].items[idx][:, None], sampler.sample(u, negatives, rngs[k])], axis=1)
+        users.append(torch.from_numpy(u).to(device, non_blocking=True))
+        items.append(torch.from_numpy(cand).to(device, non_blocking=True))
+    return users, items
+
+
+def train_step(net: torch.nn.Module, model: ADC, balancer: torch.nn.Module, opt: torch.optim.Optimizer,
+               users: list[torch.Tensor], items: list[torch.Tensor], world: int, autocast=nullcontext(),
+               ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One optimisation step (module doc, steps 2-5). Returns the rank-averaged losses [K] and
+    the rank-averaged per-domain gradients of the last shared layer [K, |W|] (None unless the
+    balancer needs them)."""
+    K = len(users)
+    with autocast:
+        logits = net(users, items)
+    losses = domain_losses([x.float() for x in logits])  # [K]
+    if balancer.needs_grads:
+        W = model.shared_weight  # the unwrapped parameter: no DDP reducer hook fires here
+        # All K gradients dL_k/dW in one vmapped backward (rows of eye(K) pick L_k), instead
+        # of K separate autograd.grad calls; the graph is kept for the network backward.
+        (grads,) = torch.autograd.grad(losses, W, grad_outputs=torch.eye(K, device=losses.device),
+                                       is_grads_batched=True, retain_graph=True)
+        grads = grads.reshape(K, -1)
+        packed = torch.cat([grads.reshape(-1), losses.detach()])
+    else:
+        packed = losses.detach().clone()
+    # One collective for everything the balancer needs: global means on every rank.
+    packed = _all_reduce_mean(packed, world)
+    mean_losses = packed[-K:]
+    mean_grads = packed[:-K].view(K, -1) if balancer.needs_grads else None
+    balancer.update(mean_losses, mean_grads)
+
+    w = balancer.weights().to(losses.dtype)
+    opt.zero_grad(set_to_none=True)
+    (w * losses).sum().backward()  # through DDP: averages the network gradients
+    opt.step()
+    return mean_losses, mean_grads
+
+
+def fit(cfg: TrainConfig, reporter: Reporter, *, per_user: bool = False, task: TaskData | None = None,
+        ) -> dict[str, Any]:
+    """Train, validate every ``eval_every`` epochs, early-stop, test the best epoch.
+
+    Returns (on every rank) ``{"final": flat test metrics + best_epoch + epochs_run,
+    "history": [per-epoch metric rows], "per_user": DataFrame | None}``. ``task`` overrides
+    the one ``cfg`` names (tests and studies on generated or transformed data).
+    """
+    rank, world = reporter.rank, reporter.world
+    device = reporter.device(cfg.use_gpu)
+    task = task if task is not None else prepare_task(cfg)
+    K = task.num_domains
+
+    torch.manual_seed(cfg.seed)  # the same initial parameters on every rank (DDP checks)
+    model = ADC.from_config(cfg, task.n_users, task.n_items).to(device)
+    net = model
+    if world > 1:
+        # Never static_graph=True (silently de-synchronises with autograd.grad); every head
+        # runs every step, so find_unused_parameters is not needed.
+        net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    balancer = make_balancer(cfg, K).to(device)
+    samplers = [NegativeSampler(task, k) for k in range(K)]
+
+    start_epoch, history = 0, []
+    best = {"metric": -math.inf, "epoch": -1, "model": None, "bad_epochs": 0}
+    state = reporter.load_checkpoint()
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        balancer.load_state_dict(state["balancer"])
+        start_epoch, history, best = state["epoch"], state["history"], state["best"]
+        reporter.log(f"resumed from the checkpoint of epoch {start_epoch}")
+
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cfg.bf16 and device.type == "cuda"
+                else nullcontext())
+    metric, n = cfg.early_stop_key
+    stop_key = f"valid_{metric}{n}_mean"
+    stopped_early = False
+
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        # Dropout masks and negatives depend only on (seed, epoch, rank): a repeated epoch
+        # after a restart draws exactly what the lost one drew.
+        torch.manual_seed((cfg.seed * 1_000_003 + epoch * 1_009 + rank) % 2**31)
+        rngs = [rng_for(cfg.seed, epoch, rank, k) for k in range(K)]
+        plan = _epoch_plan(task, cfg, epoch, rank, world)
+        loss_sum = torch.zeros(K, dtype=torch.float64, device=device)  # no per-step host sync
+        positives, t0 = 0, time.perf_counter()
+        for step in range(len(plan[0])):
+            users, items = make_batch(task, samplers, plan, step, rngs, cfg.negatives, device)
+            positives += sum(len(u) for u in users)
+            mean_losses, _ = train_step(net, model, balancer, opt, users, items, world, autocast)
+            loss_sum += mean_losses.double()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)  # honest timing: wait for queued kernels
+        train_time = time.perf_counter() - t0
+        steps = len(plan[0])
+        loss_sum = loss_sum.cpu()
+
+        row: dict[str, Any] = {"epoch": epoch + 1}
+        weights = balancer.weights().detach()
+        for k, dom in enumerate(task.domains):
+            row[f"loss_{dom}"] = float(loss_sum[k] / steps)
+            row[f"weight_{dom}"] = float(weights[k])
+        row.update({f"balancer_{key}": v for key, v in balancer.stats().items()})
+        row["samples_per_s"] = positives * world / train_time
+        row["epoch_time_s"] = train_time
+        # Peak memory of this (rank 0's) process: ru_maxrss is in KiB on Linux.
+        row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        if device.type == "cuda":
+            row["peak_gpu_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+        row["weight_rank_spread"] = _rank_spread(weights, world)
+        row["param_rank_spread"] = _rank_spread(
+            torch.stack([p.detach().double().sum() for p in model.parameters()]), world)
+
+        last = epoch + 1 == cfg.epochs
+        if (epoch + 1) % cfg.eval_every == 0 or last:
+            t1 = time.perf_counter()
+            model.eval()
+            res = evaluate(model.score_all, task, "valid", cfg.topk, rank=rank, world=world, device=device)
+            row.update(res.flat("valid"))
+            row["eval_time_s"] = time.perf_counter() - t1
+            if row[stop_key] > best["metric"]:
+                best = {"metric": row[stop_key], "epoch": epoch + 1, "bad_epochs": 0,
+                        "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+            else:
+                best["bad_epochs"] += 1
+            # The metric is all-reduced, so every rank takes the same decision.
+            stopped_early = cfg.patience > 0 and best["bad_epochs"] >= cfg.patience and not last
+        history.append(row)
+        reporter.log(_epoch_line(row, task.domains, cfg))
+        ckpt = {"model": model.state_dict(), "optimizer": opt.state_dict(), "balancer": balancer.state_dict(),
+                "epoch": epoch + 1, "history": history, "best": best, "config": cfg.to_dict()}
+        reporter.report(row, ckpt)
+        if stopped_early:
+            reporter.log(f"early stop: no {stop_key} improvement for {cfg.patience} evaluations")
+            break
+
+    # Test with the best validated parameters (DESIGN.md section 4).
+    if best["model"] is not None:
+        model.load_state_dict(best["model"])
+    model.eval()
+    res = evaluate(model.score_all, task, "test", cfg.topk, rank=rank, world=world, device=device, per_user=per_user)
+    final = {**res.flat("test"), "best_epoch": best["epoch"], "epochs_run": len(history),
+             f"best_{stop_key}": best["metric"], "stopped_early": stopped_early}
+    return {"final": final, "history": history, "per_user": res.per_user}
+
+
+def _epoch_line(row: dict[str, Any], domains: tuple[str, ...], cfg: TrainConfig) -> str:
+    metric, n = cfg.early_stop_key
+    parts = [f"epoch {row['epoch']:>3}/{cfg.epochs}"]
+    parts.append("loss " + " ".join(f"{d}={row[f'loss_{d}']:.4f}" for d in domains))
+    parts.append("w " + " ".join(f"{d}={row[f'weight_{d}']:.3f}" for d in domains))
+    if f"valid_{metric}{n}_mean" in row:
+        parts.append(f"valid {metric}@{n} " + " ".join(f"{d}={row[f'valid_{metric}{n}_{d}']:.4f}" for d in domains))
+    parts.append(f"{row['samples_per_s']:,.0f} samples/s")
+    return " | ".join(parts)

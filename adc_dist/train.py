@@ -1,0 +1,295 @@
+"""Train ADC data-parallel with Ray Train: ``python -m adc_dist.train``.
+
+    python -m adc_dist.train                                   # amazon-book-music, local Ray, CPU
+    python -m adc_dist.train --task amazon-dvd-video --epochs 30 --gamma 1.0
+    python -m adc_dist.train --config my.yaml --num_workers 4 --use_gpu
+    ray job submit --working-dir . -- python -m adc_dist.train --num_workers 8 --use_gpu \
+        --storage_path s3://bucket/adc-runs
+    python -m adc_dist.train --local                           # no Ray: in-process, world size 1
+    torchrun --nproc-per-node=2 -m adc_dist.train --local      # no Ray: 2 processes (gloo)
+    python -m adc_dist.train --name my-run --resume            # continue a stopped run
+
+Every config field is a flag (``--gamma 1.0`` or ``--gamma=1.0``; dashes or underscores).
+The config is validated, the data split prepared and the resources checked before Ray
+starts, so a bad flag costs a second, not a cluster start. This module is the Ray edge:
+the per-worker loop (``adc_dist.loop.fit``) is plain PyTorch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import pandas as pd
+import torch
+import torch.distributed as dist
+
+from adc_dist import run_dir as rd
+from adc_dist.config import FIELD_NAMES, TrainConfig, coerce, from_mapping, load_yaml, unknown_key_error
+from adc_dist.errors import AdcError, run_cli
+from adc_dist.reporting import LocalReporter
+
+# Environment that the workers need to see what the driver sees (data and cache dirs).
+FORWARDED_ENV = ("ADC_DATA_ROOT", "ADC_CACHE_DIR", "ADC_DATA_MIRROR")
+
+
+@dataclass
+class RunSummary:
+    run_dir: str
+    final: dict[str, Any]
+    history: pd.DataFrame
+    per_user: pd.DataFrame | None = None
+
+
+# --- command line ------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m adc_dist.train", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1],
+        allow_abbrev=False)
+    p.add_argument("--config", help="YAML file of config fields; flags override it")
+    p.add_argument("--local", action="store_true",
+                   help="run the loop in this process (torchrun sets the world size) instead of Ray Train")
+    p.add_argument("--smoke-test", "--smoke_test", action="store_true", dest="smoke_test",
+                   help="tiny model, 2 epochs: checks the installation in about a minute")
+    p.add_argument("--per-user", "--per_user", action="store_true", dest="per_user",
+                   help="also write per-user test metrics (per_user_test.parquet)")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    cfg = p.add_argument_group("config fields (see adc_dist/config.py)")
+    defaults = TrainConfig()
+    for name in FIELD_NAMES:
+        flags = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
+        default = getattr(defaults, name)
+        kw: dict[str, Any] = {"dest": f"cfg_{name}", "default": None, "metavar": "V",
+                              "help": f"default: {default}"}
+        if isinstance(default, bool):
+            kw.update(nargs="?", const="true")  # --use_gpu alone means true
+        cfg.add_argument(*flags, **kw)
+    return p
+
+
+SMOKE = {"d": 16, "epochs": 2, "batch_size": 4096, "topk": [10, 20], "early_stop_metric": "ndcg@10"}
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    values: dict[str, Any] = {}
+    if args.config:
+        values.update(load_yaml(args.config))
+    if args.smoke_test:
+        values.update(SMOKE)
+    for name in FIELD_NAMES:
+        v = getattr(args, f"cfg_{name}")
+        if v is not None:
+            values[name] = coerce(name, v)
+    return from_mapping(values, where=args.config or "command line")
+
+
+# --- resolution and checks (all before Ray starts) -----------------------------------------
+def resolve(cfg: TrainConfig, *, local: bool = False) -> TrainConfig:
+    changes: dict[str, Any] = {}
+    if cfg.resume and cfg.name is None:
+        raise AdcError("--resume needs the --name of the run to continue")
+    if cfg.name is None:
+        changes["name"] = f"{cfg.task}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    if cfg.data_root is None and os.environ.get("ADC_DATA_ROOT"):
+        changes["data_root"] = os.environ["ADC_DATA_ROOT"]
+    if cfg.num_workers == 0:
+        changes["num_workers"] = 1 if local else default_num_workers(cfg)
+    return cfg.replace(**changes) if changes else cfg
+
+
+def default_num_workers(cfg: TrainConfig) -> int:
+    """One worker per GPU; on CPU one worker per 2 cores (a worker's matmuls use 2 threads well)."""
+    if cfg.use_gpu:
+        return max(1, torch.cuda.device_count())
+    if os.environ.get("RAY_ADDRESS"):
+        return 2
+    return max(1, (os.cpu_count() or 1) // 2)
+
+
+def check_resources(cfg: TrainConfig, *, local: bool) -> None:
+    """Refuse what this machine cannot run; a remote cluster is checked after connecting."""
+    if cfg.use_gpu and not os.environ.get("RAY_ADDRESS") and not torch.cuda.is_available():
+        raise AdcError("--use_gpu was given but no CUDA GPU is visible here (torch.cuda.is_available() is "
+                       "False); drop --use_gpu to train on CPU, or submit to a GPU cluster with ray job submit")
+    if local or os.environ.get("RAY_ADDRESS"):
+        return
+    if cfg.use_gpu and cfg.num_workers > torch.cuda.device_count():
+        raise AdcError(f"--num_workers {cfg.num_workers} with --use_gpu needs {cfg.num_workers} GPUs; "
+                       f"this machine has {torch.cuda.device_count()}")
+    cpus = os.cpu_count() or 1
+    if cfg.num_workers * cfg.cpus_per_worker > cpus:
+        raise AdcError(f"--num_workers {cfg.num_workers} x --cpus_per_worker {cfg.cpus_per_worker} needs "
+                       f"{cfg.num_workers * cfg.cpus_per_worker:g} CPUs; this machine has {cpus}. Use fewer "
+                       f"workers or a fractional --cpus_per_worker (e.g. {cpus / cfg.num_workers:g})")
+
+
+def prepare_run_dir(cfg: TrainConfig) -> str:
+    run_dir = rd.run_dir_of(cfg)
+    there = rd.exists(run_dir)
+    if there and not cfg.resume:
+        raise AdcError(f"run directory {run_dir} already exists: pass --resume to continue it, "
+                       f"or choose another --name")
+    if cfg.resume and not there:
+        raise AdcError(f"--resume: there is no run directory {run_dir} to continue "
+                       f"(check --name and --storage_path)")
+    rd.write_config(f"{run_dir}/config.yaml", cfg)
+    return run_dir
+
+
+# --- the Ray Train edge -----------------------------------------------------------------------
+def _ray_worker(config: dict[str, Any]) -> dict[str, Any]:
+    """train_loop_per_worker: rebuild the config, run the plain loop, gather node ids."""
+    import ray
+
+    from adc_dist.loop import fit
+    from adc_dist.reporting import RayTrainReporter
+
+    cfg = from_mapping(config["cfg"])
+    reporter = RayTrainReporter(quiet=config.get("quiet", False))
+    out = fit(cfg, reporter, per_user=config.get("per_user", False))
+    node = ray.get_runtime_context().get_node_id()
+    nodes: list[Any] = [None] * reporter.world
+    if reporter.world > 1:
+        dist.all_gather_object(nodes, node)
+    else:
+        nodes = [node]
+    out["nodes"] = nodes
+    return out
+
+
+def build_trainer(cfg: TrainConfig, *, callbacks: Sequence[Any] | None = None, quiet: bool = False,
+                  per_user: bool = False, controller_failure_limit: int | None = None):
+    """A TorchTrainer for ``cfg`` (name and num_workers resolved). Ray must be importable."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    failure = FailureConfig(max_failures=cfg.max_failures)
+    if controller_failure_limit is not None:
+        failure = FailureConfig(max_failures=cfg.max_failures, controller_failure_limit=controller_failure_limit)
+    env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+    return TorchTrainer(
+        _ray_worker,
+        train_loop_config={"cfg": cfg.to_dict(), "quiet": quiet, "per_user": per_user},
+        torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
+        scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
+                                     resources_per_worker={"CPU": cfg.cpus_per_worker}),
+        run_config=RunConfig(
+            name=cfg.name, storage_path=rd.absolute(cfg.storage_path),
+            failure_config=failure,
+            # The newest two: the one being written when a worker dies may be lost.
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+            callbacks=list(callbacks or []),
+            worker_runtime_env={"env_vars": env} if env else None),
+    )
+
+
+def _fit_with_ray(cfg: TrainConfig, *, quiet: bool, per_user: bool) -> dict[str, Any]:
+    import ray
+
+    if not ray.is_initialized():
+        # RAY_ADDRESS (set by `ray job submit`) connects to the cluster; else a local one.
+        ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=not quiet,
+                 include_dashboard=False if not os.environ.get("RAY_ADDRESS") else None)
+    if cfg.use_gpu and os.environ.get("RAY_ADDRESS"):
+        gpus = ray.cluster_resources().get("GPU", 0)
+        if gpus < cfg.num_workers:
+            print(f"warning: the cluster has {gpus:g} GPUs now and the run asks for {cfg.num_workers}; "
+                  "it waits for the autoscaler", file=sys.stderr)
+    result = build_trainer(cfg, quiet=quiet, per_user=per_user).fit()
+    if result.error is not None:
+        raise result.error
+    return result.return_value
+
+
+def _fit_local(cfg: TrainConfig, run_dir: str, *, quiet: bool, per_user: bool) -> dict[str, Any]:
+    from adc_dist.loop import fit
+
+    started_pg = False
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        # Under torchrun: env:// rendezvous, gloo on CPU (NCCL for GPU runs).
+        dist.init_process_group("nccl" if cfg.use_gpu else "gloo")
+        started_pg = True
+    try:
+        if rd.is_uri(run_dir):
+            raise AdcError("--local keeps its checkpoint on local disk: use a local --storage_path")
+        out = fit(cfg, LocalReporter(run_dir, quiet=quiet), per_user=per_user)
+        out["nodes"] = ["local"]
+        return out
+    finally:
+        if started_pg:
+            dist.destroy_process_group()
+
+
+def run(cfg: TrainConfig, *, local: bool = False, quiet: bool = False, per_user: bool = False) -> RunSummary:
+    """Validate, prepare the data, train, and write the run directory. See the module doc."""
+    from adc_dist.loop import prepare_task
+
+    cfg = resolve(cfg, local=local)
+    check_resources(cfg, local=local)
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    # Load (and cache) the split once here: bad data stops before any worker starts, and the
+    # workers on this machine find the cache ready.
+    task = prepare_task(cfg)
+    run_dir = rd.run_dir_of(cfg)
+    if rank0:
+        prepare_run_dir(cfg)
+        if not quiet:
+            print(f"adc_dist: task {task.name} ({', '.join(task.domains)}), {task.n_users:,} users; "
+                  f"{cfg.num_workers} worker(s) on {'GPU' if cfg.use_gpu else 'CPU'}"
+                  f"{' in-process' if local else ' under Ray Train'}; run dir {run_dir}", flush=True)
+    t0 = time.time()
+    out = (_fit_local(cfg, run_dir, quiet=quiet, per_user=per_user) if local
+           else _fit_with_ray(cfg, quiet=quiet, per_user=per_user))
+    wall = time.time() - t0
+    history = pd.DataFrame(out["history"])
+    summary = RunSummary(run_dir, out["final"], history, out.get("per_user"))
+    if rank0:
+        rd.write_parquet(f"{run_dir}/history.parquet", history)
+        rd.write_json(f"{run_dir}/test_metrics.json", out["final"])
+        rd.write_json(f"{run_dir}/summary.json", {
+            **out["final"], "task": cfg.task, "domains": list(task.domains), "wall_time_s": wall,
+            "world_size": cfg.num_workers, "nodes": sorted(set(map(str, out["nodes"]))),
+            "num_nodes": len(set(out["nodes"])), "backend": "local" if local else "ray-train",
+            "torch": torch.__version__})
+        if per_user and summary.per_user is not None:
+            rd.write_parquet(f"{run_dir}/per_user_test.parquet", summary.per_user)
+    return summary
+
+
+def summary_table(final: dict[str, Any], domains: Sequence[str], topk: Sequence[int]) -> str:
+    """The end-of-run table: one row per domain (and the mean), Recall@N and NDCG@N columns."""
+    cols = [f"{m}@{n}" for m in ("recall", "ndcg") for n in topk]
+    width = max(len(d) for d in [*domains, "mean"]) + 2
+    lines = ["test".ljust(width) + "".join(c.rjust(11) for c in cols)]
+    for d in [*domains, "mean"]:
+        cells = [final.get(f"test_{m}{n}_{d}") for m in ("recall", "ndcg") for n in topk]
+        lines.append(d.ljust(width) + "".join(("-" if v is None else f"{v:.4f}").rjust(11) for v in cells))
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, extra = build_parser().parse_known_args(argv)
+    if extra:  # argparse would exit with a usage dump; say which key was meant instead
+        flag = next((e for e in extra if e.startswith("--")), extra[0])
+        if not flag.startswith("--"):
+            raise AdcError(f"unexpected argument {flag!r}; config values are given as --key value")
+        raise unknown_key_error(flag[2:].split("=")[0].replace("-", "_"), "command line",
+                                FIELD_NAMES + ("config", "local", "smoke_test", "per_user", "quiet"))
+    cfg = config_from_args(args)
+    summary = run(cfg, local=args.local, quiet=args.quiet, per_user=args.per_user)
+    if int(os.environ.get("RANK", "0")) == 0:
+        domains = cfg.domains or [c[len("loss_"):] for c in summary.history.columns if c.startswith("loss_")]
+        print(f"\nbest epoch {summary.final['best_epoch']} of {summary.final['epochs_run']}")
+        print(summary_table(summary.final, domains, cfg.topk))
+        print(f"\nrun directory: {summary.run_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
