@@ -12,8 +12,8 @@ import pytest
 from adc_dist.cluster import check_file
 from adc_dist.cluster.__main__ import main as cluster_main
 from adc_dist.errors import AdcError
-from conftest import REPO
 
+REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "cluster"
 FILES = sorted(p.relative_to(CLUSTER).as_posix() for p in CLUSTER.rglob("*") if p.is_file())
 PLACEHOLDER_BUCKET = "s3://CHANGE_ME-adc-bucket/adc_dist"
@@ -73,6 +73,11 @@ BROKEN = [
      "Ray's own validate_config rejects the file"),
     ("aws-gpu.yaml", "credentials mounted", "file_mounts: {}", 'file_mounts: {"~/.aws": "~/.aws"}',
      "credentials do not belong on the cluster"),
+    ("aws-gpu.yaml", "autoscaler without boto3", '  - pip install --no-cache-dir "boto3>=1.34,<2"\n', "",
+     "the head runs the autoscaler, which needs boto3"),
+    ("gcp-gpu.yaml", "autoscaler without the GCP client",
+     '  - pip install --no-cache-dir "google-api-python-client>=2,<3"\n', "",
+     "which needs google-api-python-client"),
     ("gcp-gpu.yaml", "GPU VM without TERMINATE",
      "      scheduling: {onHostMaintenance: TERMINATE, automaticRestart: true}\n", "",
      "must set onHostMaintenance: TERMINATE"),

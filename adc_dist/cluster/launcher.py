@@ -375,12 +375,29 @@ def check_launcher(doc: Document, report: Report) -> None:
             report.warning(("max_workers",), f"the worker types allow {sum_max} nodes together but the "
                            f"cluster stops at max_workers {max_workers}",
                            f"raise max_workers to {sum_max} or lower the types' max_workers")
+    _check_autoscaler_sdk(data, provider, report)
     _check_start_commands(data, report)
     _check_file_mounts(data, report)
     _check_security_group(data, report)
     _check_metadata(data, provider, max_gpus, per_node, report)
     if schema_errors == 0 and head in types:
         _ray_own_validation(data, report)
+
+
+# What the autoscaler on the head imports to start nodes; Ray's defaults.yaml installs it in
+# head_setup_commands, so a file that sets head_setup_commands must install it itself.
+AUTOSCALER_SDK = {"aws": "boto3", "gcp": "google-api-python-client"}
+
+
+def _check_autoscaler_sdk(data: dict[str, Any], provider: str | None, report: Report) -> None:
+    sdk = AUTOSCALER_SDK.get(str(provider))
+    if not sdk or "head_setup_commands" not in data:
+        return
+    head = _commands(data.get("setup_commands")) + _commands(data.get("head_setup_commands"))
+    if not any(sdk in c for c in head):
+        report.error(("head_setup_commands",), f"the head runs the autoscaler, which needs {sdk}; this file "
+                     "replaces Ray's default head_setup_commands (which install it) and does not install it",
+                     f'add: pip install "{sdk}"')
 
 
 def _check_file_mounts(data: dict[str, Any], report: Report) -> None:
