@@ -206,3 +206,18 @@ def test_a_file_that_is_not_yaml_is_one_clear_error(tmp_path):
     bad.write_text("cluster_name: [unclosed\n")
     with pytest.raises(AdcError, match="not valid YAML"):  # run_cli prints it as one line, exit 2
         check_file(bad)
+
+
+@pytest.mark.parametrize("command, module, flags", [
+    ("ray job submit --address http://127.0.0.1:8265 --working-dir . -- python -m adc_dist.train --d 16",
+     "adc_dist.train", ["--d", "16"]),
+    ("cd /srv && /opt/conda/bin/python3 -m adc_dist.tune --space=tune_spaces/smoke.yaml; echo done",
+     "adc_dist.tune", ["--space=tune_spaces/smoke.yaml"]),
+    ("adc-train --num-workers=2 --use_gpu", "adc_dist.train", ["--num-workers=2", "--use_gpu"]),
+])
+def test_entrypoints_are_found_in_submit_wrappers_shell_lines_and_console_scripts(command, module, flags):
+    from adc_dist.cluster.entrypoints import check_invocation, find_invocations
+
+    (inv,) = find_invocations(command)
+    assert (inv.module, inv.argv) == (module, flags)
+    assert check_invocation(inv) == []  # both flag spellings and --flag=value are what the CLIs accept

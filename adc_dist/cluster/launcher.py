@@ -379,7 +379,7 @@ def check_launcher(doc: Document, report: Report) -> None:
     _check_start_commands(data, report)
     _check_file_mounts(data, report)
     _check_security_group(data, report)
-    _check_metadata(data, provider, max_gpus, per_node, report)
+    _check_metadata(data, provider, max_gpus, per_node, sum_max > 0, report)
     if schema_errors == 0 and head in types:
         _ray_own_validation(data, report)
 
@@ -420,7 +420,7 @@ def _check_security_group(data: dict[str, Any], report: Report) -> None:
 
 
 def _check_metadata(data: dict[str, Any], provider: str | None, max_gpus: int, per_node: int,
-                    report: Report) -> None:
+                    multi_node: bool, report: Report) -> None:
     meta = data.get("metadata", {}).get("adc_dist") if isinstance(data.get("metadata"), dict) else None
     path = ("metadata", "adc_dist")
     if not isinstance(meta, dict):
@@ -436,7 +436,7 @@ def _check_metadata(data: dict[str, Any], provider: str | None, max_gpus: int, p
     elif storage.split("://")[0] not in schemes:
         report.error(path + ("storage",), f"{storage}: nodes on {provider} reach {schemes[0]}:// with "
                      "their instance identity", f"use {schemes[0]}://<bucket>/<prefix>")
-    shape = ClusterShape(max_gpus=max_gpus, max_gpus_per_node=per_node, multi_node=True,
+    shape = ClusterShape(max_gpus=max_gpus, max_gpus_per_node=per_node, multi_node=multi_node,
                          storage_schemes=schemes, storage_root=storage)
     jobs = meta.get("jobs") if isinstance(meta.get("jobs"), dict) else {}
     for name, command in jobs.items():
