@@ -34,6 +34,23 @@ def test_every_file_in_cluster_passes_the_offline_checks(name):
     assert errors(CLUSTER / name) == []
 
 
+def test_no_file_in_cluster_holds_a_secret_or_opens_the_dashboard_to_the_internet():
+    from adc_dist.cluster.exposure import scan_text
+    from adc_dist.cluster.problems import Report
+
+    for name in FILES:
+        text = (CLUSTER / name).read_text()
+        report = Report(name)
+        scan_text(text, report, placeholders=False)
+        assert report.problems == [], [p.format() for p in report.problems]
+        if name.endswith(".yaml"):
+            for exposed in ("LoadBalancer", "NodePort", "kind: Ingress", "hostNetwork", "hostPort",
+                            "enableIngress: true", "CidrIp"):
+                assert exposed not in text, f"cluster/{name} mentions {exposed}"
+    for name in ("kuberay/raycluster-gpu.yaml", "kuberay/rayjob-train.yaml", "kuberay/rayjob-sweep.yaml"):
+        assert "serviceType: ClusterIP" in (CLUSTER / name).read_text()
+
+
 # (file, what breaks, old text, new text, what the message must say). Each case replaces the
 # first `old` (which must be there: a changed file fails loudly here, not silently).
 APPEND = "\0append"  # `old` meaning: add `new` at the end of the file
