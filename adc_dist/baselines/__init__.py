@@ -1,0 +1,67 @@
+"""Non-ADC baselines, evaluated by the same ``adc_dist.evaluate.evaluate`` on the same splits.
+
+Every baseline is fitted by ``fit_baseline(name, task, params, seed)`` and returns an
+object with ``score_fn(users: LongTensor[U], k) -> Tensor[U, n_items[k]]`` — the scorer
+contract of ``evaluate``. ``SPACES[name]`` is the grid its configurations are drawn from
+when ``adc_dist.compare`` tunes it with the same budget as the ADC variants.
+
+    popularity   most-popular per domain (train counts); nothing to tune
+    bpr_mf       BPR-MF, one independent model per domain (no transfer)
+    cmf          collective MF: a user table shared by the domains, BPR or BCE loss
+
+(The single-domain MLP is ADC itself with ``TrainConfig.domains=[one]``; it and the ADC
+balancer variants are run by ``adc_dist.compare`` through ``adc_dist.train``.)
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Callable, Protocol
+
+import numpy as np
+import torch
+
+from adc_dist.data.task_data import TaskData
+
+BASELINES = ("popularity", "bpr_mf", "cmf")
+
+_MF_GRID = {"d": [32, 64, 128], "lr": [1e-3, 3e-3, 1e-2], "reg": [0.0, 1e-5, 1e-4, 1e-3]}
+SPACES: dict[str, dict[str, list[Any]]] = {
+    "popularity": {},
+    "bpr_mf": _MF_GRID,
+    "cmf": {**_MF_GRID, "loss": ["bpr", "bce"]},
+}
+
+
+class Scorer(Protocol):
+    def score_fn(self, users: torch.Tensor, k: int) -> torch.Tensor: ...
+
+
+def _fit_popularity(task: TaskData, *, seed: int = 0, log=None) -> Scorer:
+    from adc_dist.baselines.popularity import MostPopular
+
+    return MostPopular(task)
+
+
+def _fitters() -> dict[str, Callable[..., Scorer]]:
+    from adc_dist.baselines.bpr_mf import fit_bpr_mf
+    from adc_dist.baselines.cmf import fit_cmf
+
+    return {"popularity": _fit_popularity, "bpr_mf": fit_bpr_mf, "cmf": fit_cmf}
+
+
+def fit_baseline(name: str, task: TaskData, params: dict[str, Any] | None = None, *, seed: int = 0,
+                 log: Callable[[str], None] | None = None) -> Scorer:
+    """Fit baseline ``name`` on ``task``'s train split (model selection on its valid split)."""
+    if name not in BASELINES:
+        raise ValueError(f"unknown baseline {name!r}; expected one of {BASELINES}")
+    return _fitters()[name](task, seed=seed, log=log, **(params or {}))
+
+
+def sample_configs(name: str, n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """``n`` distinct configurations drawn uniformly from ``SPACES[name]``'s grid (fewer if the grid is smaller)."""
+    space = SPACES[name]
+    keys = sorted(space)
+    grid = [dict(zip(keys, values)) for values in itertools.product(*(space[k] for k in keys))]
+    pick = np.random.default_rng(seed).permutation(len(grid))[:n]
+    return [grid[i] for i in sorted(pick)]

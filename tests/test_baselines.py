@@ -1,0 +1,100 @@
+"""Baselines: a hand-computed answer on tiny data, and better than random on a real task."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from adc_dist.baselines import BASELINES, SPACES, fit_baseline, sample_configs
+from adc_dist.data.task_data import Interactions, TaskData
+
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Small embedding ops: one thread is as fast on an idle 2-core machine and far faster on
+    # a busy one (OpenMP threads spin against the other processes).
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _inter(pairs):
+    a = np.array(pairs, dtype=np.int64).reshape(-1, 2)
+    return Interactions(a[:, 0].copy(), a[:, 1].copy())
+
+
+def tiny_task() -> TaskData:
+    # Domain a: train counts item0..item4 = 4, 3, 2, 1, 0 (no ties).
+    train_a = [(u, 0) for u in range(4)] + [(u, 1) for u in range(3)] + [(0, 2), (1, 2), (0, 3)]
+    # Domain b: train counts item0 = 2, item1 = 0.
+    train_b = [(0, 0), (1, 0)]
+    return TaskData(
+        "tiny", ("a", "b"), 4, (5, 2),
+        train=(_inter(train_a), _inter(train_b)),
+        valid=(_inter([(3, 1)]), _inter([])),
+        test=(_inter([(0, 4), (1, 4), (2, 3), (2, 4), (3, 2)]), _inter([(2, 1), (3, 0)])),
+    )
+
+
+def test_most_popular_matches_the_hand_computed_ranking_metrics():
+    from adc_dist.evaluate import evaluate
+
+    res = evaluate(fit_baseline("popularity", tiny_task()).score_fn, tiny_task(), "test", [1, 2])
+    g = 1 / math.log2(3)  # gain of a hit at rank 2
+    # Domain a, after removing each user's train (and valid) items, by train count:
+    #   user 0: [4]            test {4}    -> hit at 1
+    #   user 1: [3, 4]         test {4}    -> hit at 2
+    #   user 2: [2, 3, 4]      test {3, 4} -> hit at 2 (of 2 targets)
+    #   user 3: [2, 3, 4]      test {2}    -> hit at 1   (item 1 is its valid item)
+    expect_a = {("recall", 1): (1 + 0 + 0 + 1) / 4, ("recall", 2): (1 + 1 + 0.5 + 1) / 4,
+                ("ndcg", 1): (1 + 0 + 0 + 1) / 4, ("ndcg", 2): (1 + g + g / (1 + g) + 1) / 4}
+    # Domain b: user 2 ranks [0, 1], test {1} -> hit at 2; user 3 ranks [0, 1], test {0} -> hit at 1.
+    expect_b = {("recall", 1): 0.5, ("recall", 2): 1.0, ("ndcg", 1): 0.5, ("ndcg", 2): (g + 1) / 2}
+    for (metric, n), v in expect_a.items():
+        assert res.values[("a", metric, n)] == pytest.approx(v), (metric, n)
+    for (metric, n), v in expect_b.items():
+        assert res.values[("b", metric, n)] == pytest.approx(v), (metric, n)
+
+
+def test_sample_configs_are_distinct_members_of_the_grid_and_seeded():
+    configs = sample_configs("cmf", 5, seed=3)
+    assert len(configs) == 5 and len({tuple(sorted(c.items())) for c in configs}) == 5
+    for c in configs:
+        assert all(c[k] in SPACES["cmf"][k] for k in SPACES["cmf"])
+    assert configs == sample_configs("cmf", 5, seed=3)
+    assert sample_configs("popularity", 4) == [{}]  # nothing to tune: one configuration
+
+
+@pytest.fixture(scope="module")
+def book_music(data_root):
+    from adc_dist.data import load_task
+
+    return load_task("amazon-book-music", data_root=data_root, seed=0)
+
+
+@pytest.fixture(scope="module")
+def random_recall(book_music):
+    from adc_dist.evaluate import evaluate
+
+    gen = torch.Generator().manual_seed(0)
+    score = lambda users, k: torch.rand(len(users), book_music.n_items[k], generator=gen)  # noqa: E731
+    return evaluate(score, book_music, "test", [10]).values
+
+
+@pytest.mark.parametrize("name,params", [
+    ("popularity", {}),
+    ("bpr_mf", {"d": 32, "lr": 1e-2, "reg": 1e-4, "epochs": 6, "eval_every": 3}),
+    ("cmf", {"d": 32, "lr": 1e-2, "reg": 1e-4, "epochs": 6, "eval_every": 3}),
+    ("cmf", {"d": 32, "lr": 1e-2, "reg": 0.0, "loss": "bce", "epochs": 4, "eval_every": 2}),
+])
+def test_each_baseline_beats_random_ranking_on_a_real_task(book_music, random_recall, name, params):
+    from adc_dist.evaluate import evaluate
+
+    assert name in BASELINES
+    res = evaluate(fit_baseline(name, book_music, params, seed=0).score_fn, book_music, "test", [10]).values
+    for dom in book_music.domains:
+        rand = random_recall[(dom, "recall", 10)]
+        assert res[(dom, "recall", 10)] > 3 * rand + 0.01, (dom, res[(dom, "recall", 10)], rand)
