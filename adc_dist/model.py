@@ -1,0 +1,243 @@
+"""The ADC network: a shared user table, one item table per domain, a shared MLP, K heads.
+
+ADC is "Adaptive Deep Learning of Cross-Domain Loss in Collaborative Filtering"
+(Rafailidis & Weiss, arXiv 1907.01645). Its full text is not public here; the
+architecture below is the reconstruction of ``../shared/DESIGN.md`` section 2:
+
+    p_u  = P[u]                     (n_users x d, shared by all K domains: the transfer)
+    q_i  = Q_k[i]                   (n_items[k] x d, one table per domain)
+    z_0  = [p_u ; q_i]              (2d)
+    z_l  = dropout(relu(W_l z_{l-1} + b_l)),  l = 1..L   (shared by all domains)
+    y_hat = sigmoid(h_k . z_L + c_k)                      (one head per domain)
+
+Training scores (user, item) pairs (:meth:`ADC.forward`); evaluation ranks every item
+of a domain for a block of users (:meth:`ADC.score_all`) with the factorised first
+layer ``W_1 [p; q] = W_1u p + W_1i q``, which removes the first layer's cost per pair.
+The per-domain losses (:func:`domain_losses`) are combined by a balancer
+(``adc_dist.balancing``); GradNorm needs :attr:`ADC.shared_weight` (W_L).
+
+Nothing here fixes a dtype or a device: the module follows ``.to()`` and runs under
+``torch.autocast`` (bf16 on GPU) unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from adc_dist.errors import AdcError
+
+if TYPE_CHECKING:  # only for the type of from_config's argument
+    from adc_dist.config import TrainConfig
+
+# Pairs per chunk in score_all, by device type. CPU: 64k pairs (buffers of ~26 MB at
+# width 100) cost the same CPU time as cache-sized chunks on one thread, and are 3-5x
+# faster than 8k-pair chunks with two OpenMP threads on a loaded machine, where every
+# op's barrier can wait for a descheduled thread (docs/model.md). GPU: large enough to
+# fill the device, small enough (~0.4 GB at width 100 in fp32) to sit beside training.
+SCORE_CHUNK_PAIRS = {"cpu": 1 << 16, "cuda": 1 << 20}
+DEFAULT_CHUNK_PAIRS = 1 << 16
+
+
+def hidden_widths(d: int, num_layers: int, shape: str) -> list[int]:
+    """Widths of the shared hidden layers; the MLP's input is [p_u ; q_i], 2d wide.
+
+    ``"halving"``: ``[d, d // 2, d // 4, ...]`` (2d -> d -> d/2 ...);
+    ``"constant"``: ``[2d] * num_layers``.
+    """
+    if d < 1 or num_layers < 1:
+        raise AdcError(f"hidden_widths needs d >= 1 and num_layers >= 1 (got d={d}, num_layers={num_layers})")
+    if shape == "halving":
+        widths = [d // 2**i for i in range(num_layers)]
+        if widths[-1] < 1:
+            raise AdcError(f"d={d} is too small to halve over {num_layers} hidden layers")
+        return widths
+    if shape == "constant":
+        return [2 * d] * num_layers
+    raise AdcError(f"unknown hidden_shape {shape!r}; expected 'halving' or 'constant'")
+
+
+class ADC(nn.Module):
+    """ADC for K >= 1 domains.
+
+    Args:
+        n_users: users, shared id space over all domains.
+        n_items: items per domain, ``n_items[k]`` for domain k (K = len(n_items)).
+        d: embedding size of users and items.
+        widths: widths of the L >= 1 shared hidden layers (see :func:`hidden_widths`).
+        dropout: dropout after every hidden layer (training only).
+        init_std: std of the normal init of the embedding tables.
+    """
+
+    def __init__(self, n_users: int, n_items: Sequence[int], d: int, widths: Sequence[int],
+                 dropout: float = 0.0, init_std: float = 0.01) -> None:
+        super().__init__()
+        n_items = [int(n) for n in n_items]
+        widths = [int(w) for w in widths]
+        if n_users < 1 or not n_items or min(n_items) < 1:
+            raise AdcError(f"ADC needs n_users >= 1 and >= 1 domain with >= 1 item (got n_users={n_users}, n_items={n_items})")
+        if d < 1 or not widths or min(widths) < 1:
+            raise AdcError(f"ADC needs d >= 1 and >= 1 hidden layer of width >= 1 (got d={d}, widths={widths})")
+        self.d = int(d)
+        self.n_items = tuple(n_items)
+        self.widths = tuple(widths)
+
+        self.user_emb = nn.Embedding(n_users, d)
+        self.item_embs = nn.ModuleList(nn.Embedding(n, d) for n in n_items)
+        ins = [2 * d] + widths[:-1]
+        self.layers = nn.ModuleList(nn.Linear(i, o) for i, o in zip(ins, widths))
+        self.heads = nn.ModuleList(nn.Linear(widths[-1], 1) for _ in n_items)
+        self.dropout = nn.Dropout(dropout)
+
+        # Embeddings: small normal (NCF's choice); layers: Xavier with zero bias, so the
+        # initial logits are near 0 and every domain starts at BCE ~ log 2.
+        nn.init.normal_(self.user_emb.weight, std=init_std)
+        for emb in self.item_embs:
+            nn.init.normal_(emb.weight, std=init_std)
+        for lin in [*self.layers, *self.heads]:
+            nn.init.xavier_uniform_(lin.weight)
+            nn.init.zeros_(lin.bias)
+
+    @classmethod
+    def from_config(cls, cfg: "TrainConfig", n_users: int, n_items: Sequence[int]) -> "ADC":
+        """The model a :class:`~adc_dist.config.TrainConfig` describes."""
+        widths = hidden_widths(cfg.d, cfg.num_hidden_layers, cfg.hidden_shape)
+        return cls(n_users, n_items, cfg.d, widths, dropout=cfg.dropout, init_std=cfg.init_std)
+
+    @property
+    def num_domains(self) -> int:
+        return len(self.n_items)
+
+    @property
+    def shared_weight(self) -> nn.Parameter:
+        """W_L, the weight of the last shared hidden layer (GradNorm's W), [widths[-1], in]."""
+        return self.layers[-1].weight
+
+    # ---------------------------------------------------------------- training path
+    def forward(self, users: Sequence[Tensor], items: Sequence[Tensor]) -> list[Tensor]:
+        """Logits of (user, item) pairs, per domain.
+
+        Args:
+            users: K LongTensors, ``users[k]`` of shape [B_k].
+            items: K LongTensors, ``items[k]`` of shape [B_k, C_k] (items of domain k;
+                in training column 0 is the positive, columns 1.. the rho negatives).
+        Returns:
+            K tensors, logits ``[B_k, C_k]``.
+
+        All domains go through the shared MLP in one pass (one matmul per layer instead
+        of K), and every head runs on every call: DDP needs every parameter used every
+        step.
+        """
+        self._check_batch(users, items)
+        z0 = []
+        for k, (u, it) in enumerate(zip(users, items)):
+            p = self.user_emb(u)  # [B_k, d]; looked up once per user, broadcast over C_k
+            q = self.item_embs[k](it)  # [B_k, C_k, d]
+            z0.append(torch.cat([p.unsqueeze(1).expand(-1, it.shape[1], -1), q], dim=-1).reshape(-1, 2 * self.d))
+        z = torch.cat(z0, dim=0)  # [sum_k B_k C_k, 2d]
+        for lin in self.layers:
+            z = self.dropout(F.relu(lin(z)))
+        out, start = [], 0
+        for k, it in enumerate(items):
+            n = it.numel()
+            out.append(self.heads[k](z[start:start + n]).reshape(it.shape))
+            start += n
+        return out
+
+    def _check_batch(self, users: Sequence[Tensor], items: Sequence[Tensor]) -> None:
+        K = self.num_domains
+        if len(users) != K or len(items) != K:
+            raise ValueError(f"ADC.forward expects one users and one items tensor per domain (K={K}); "
+                             f"got {len(users)} users and {len(items)} items tensors")
+        for k, (u, it) in enumerate(zip(users, items)):
+            if u.dim() != 1 or it.dim() != 2 or it.shape[0] != u.shape[0]:
+                raise ValueError(f"domain {k}: expected users of shape [B] and items of shape [B, C]; "
+                                 f"got users {tuple(u.shape)} and items {tuple(it.shape)}")
+
+    # ---------------------------------------------------------------- ranking path
+    @torch.no_grad()
+    def score_all(self, users: Tensor, k: int, *, chunk_pairs: int | None = None) -> Tensor:
+        """Logits of every item of domain k for each user: [U] -> [U, n_items[k]].
+
+        The first layer factorises, ``W_1 [p_u; q_i] + b_1 = (W_1u p_u) + (W_1i q_i + b_1)``:
+        the user half is computed once per user ([U, w_1]) and the item half once per
+        item ([I, w_1]); a broadcast add gives every pair's first pre-activation. The
+        remaining layers run on chunks of about ``chunk_pairs`` pairs (default by device:
+        ``SCORE_CHUNK_PAIRS``), so memory stays O(chunk_pairs * max width) whatever U and
+        I are. Dropout is not applied: ranking is deterministic, dropout is a
+        training-time regulariser.
+
+        Runs in the autocast dtype when autocast is on for the model's device (bf16 on
+        GPU), else in the parameters' dtype; the result has that dtype.
+        """
+        if not 0 <= k < self.num_domains:
+            raise ValueError(f"domain index k={k} out of range for K={self.num_domains}")
+        if users.dim() != 1:
+            raise ValueError(f"score_all expects users of shape [U]; got {tuple(users.shape)}")
+        dev = self.user_emb.weight.device
+        if chunk_pairs is None:
+            chunk_pairs = SCORE_CHUNK_PAIRS.get(dev.type, DEFAULT_CHUNK_PAIRS)
+        dtype = torch.get_autocast_dtype(dev.type) if torch.is_autocast_enabled(dev.type) else self.user_emb.weight.dtype
+        # Autocast is switched off inside and the casts are done once here: the chunk loop
+        # writes into preallocated buffers (out=), which autocast would not respect.
+        with torch.autocast(dev.type, enabled=False):
+            cast = lambda t: t.to(dtype)  # noqa: E731
+            first, d = self.layers[0], self.d
+            a = F.linear(cast(self.user_emb(users)), cast(first.weight[:, :d]))  # [U, w_1]
+            b = F.linear(cast(self.item_embs[k].weight), cast(first.weight[:, d:]), cast(first.bias))  # [I, w_1]
+            rest = [(cast(lin.weight).t(), cast(lin.bias)) for lin in self.layers[1:]]
+            h, c = cast(self.heads[k].weight[0]), cast(self.heads[k].bias)
+            return _score_chunks(a, b, rest, h, c, chunk_pairs)
+
+
+def _score_chunks(a: Tensor, b: Tensor, rest: list[tuple[Tensor, Tensor]], h: Tensor, c: Tensor,
+                  chunk_pairs: int) -> Tensor:
+    """h . MLP_rest(relu(a_u + b_i)) + c for every (u, i): [U, w_1], [I, w_1] -> [U, I].
+
+    ``rest`` holds (W^T, bias) of the layers after the first. Every chunk reuses the same
+    buffers: a fresh multi-MB tensor per chunk costs page faults that, on CPU, took
+    longer than the matmuls themselves.
+    """
+    U, I = a.shape[0], b.shape[0]
+    out = torch.empty(U, I, dtype=a.dtype, device=a.device)
+    ic = max(1, min(I, chunk_pairs))  # items per chunk (< I only for huge catalogues)
+    uc = max(1, min(U, chunk_pairs // ic))  # users per chunk
+    z1 = torch.empty(uc, ic, a.shape[1], dtype=a.dtype, device=a.device)
+    bufs = [torch.empty(uc * ic, wt.shape[1], dtype=a.dtype, device=a.device) for wt, _ in rest]
+    flat = torch.empty(uc * ic, dtype=a.dtype, device=a.device)
+    for u0 in range(0, U, uc):
+        nu = min(uc, U - u0)
+        for i0 in range(0, I, ic):
+            ni = min(ic, I - i0)
+            z = z1[:nu, :ni]
+            torch.add(a[u0:u0 + nu].unsqueeze(1), b[i0:i0 + ni].unsqueeze(0), out=z)
+            z = z.relu_().reshape(nu * ni, -1)
+            for (wt, bias), buf in zip(rest, bufs):
+                z = torch.addmm(bias, z, wt, out=buf[:nu * ni]).relu_()
+            if ni == I:  # whole rows: write straight into the output
+                torch.mv(z, h, out=out[u0:u0 + nu].view(-1))
+            else:
+                out[u0:u0 + nu, i0:i0 + ni] = torch.mv(z, h, out=flat[:nu * ni]).view(nu, ni)
+    return out.add_(c)
+
+
+def domain_losses(logits: Sequence[Tensor]) -> Tensor:
+    """Mean binary cross-entropy per domain: [B_k, C_k] logits (K of them) -> [K].
+
+    Column 0 is the positive (label 1), columns 1.. the sampled negatives (label 0); the
+    mean is over all B_k * C_k entries. Computed in float32 even under bf16 autocast
+    (as autocast itself does for BCE): the loss and its ratio to the first step's loss
+    drive the balancers.
+    """
+    out = []
+    for k, x in enumerate(logits):
+        if x.dim() != 2 or x.numel() == 0:
+            raise ValueError(f"domain {k}: expected non-empty logits of shape [B, C]; got {tuple(x.shape)}")
+        x = x.float()
+        # BCE-with-logits: label 1 -> softplus(-x), label 0 -> softplus(x) (stable forms).
+        total = F.softplus(-x[:, 0]).sum() + F.softplus(x[:, 1:]).sum()
+        out.append(total / x.numel())
+    return torch.stack(out)
