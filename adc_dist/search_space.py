@@ -105,6 +105,8 @@ class Dist:
 
         if self.kind == "grid":
             return tune.grid_search(list(self.args))
+        if self.kind == "choice":
+            return tune.choice(list(self.args))
         return getattr(tune, self.kind)(*self.args)
 
     def describe(self) -> str:

@@ -65,6 +65,12 @@ def test_param_space_is_ray_tune_and_round_trips_to_train_config():
     assert 1e-4 <= cfg.lr <= 1e-2 and 1 <= cfg.negatives <= 9 and isinstance(cfg.negatives, int)
 
 
+@pytest.mark.parametrize("name", sorted(p.name for p in SPACES.glob("*.yaml")))
+def test_every_shipped_space_converts_to_ray_tune(name):
+    ps = load_space(SPACES / name).param_space(["amazon-book-music"])
+    assert ps["task"] == {"grid_search": ["amazon-book-music"]}
+
+
 def test_one_at_a_time_points_vary_one_key_around_the_base():
     s = space("""
         design: one_at_a_time

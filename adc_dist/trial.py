@@ -1,0 +1,125 @@
+"""One Ray Tune trial: train one configuration with the same per-worker code as ``adc_dist.train``.
+
+A trial is a Tune *function* trial (Ray 2.60's Train V2 cannot hand a TorchTrainer to a
+Tuner, see RAY_NOTES.md):
+
+* one worker per trial: ``adc_dist.loop.fit`` runs in the trial's own process with a
+  :class:`TuneReporter` -- no second actor, no trainer start-up (the cheap path for the
+  small trials of a sweep; a fractional GPU is fine);
+* N workers: the trial builds ``adc_dist.train.build_trainer(cfg)`` (the TorchTrainer of
+  ``python -m adc_dist.train``, per-worker function ``adc_dist.train._ray_worker``) with a
+  ``TuneReportCallback`` that forwards each epoch's metrics to Tune.
+
+Either way the trial reports one result per epoch (the loop's keys, CONTRACTS.md) and,
+at the end, one more with the test metrics and ``final: 1``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from adc_dist.reporting import CHECKPOINT_FILE
+from adc_dist.search_space import config_from_trial
+
+FINAL = "final"  # key of the last result of a trial (test metrics)
+
+
+@dataclass(frozen=True)
+class TrialSettings:
+    """Sweep-wide settings every trial needs (not hyper-parameters, not in the Parquet)."""
+
+    train_storage: str  # where N-worker trials keep their Ray Train runs (local path or URI)
+    checkpoint_every: int = 1  # epochs between checkpoints; 0: never (a resumed trial restarts)
+    controller_failure_limit: int | None = None  # tests: 0, so a broken trial fails fast
+    skip_trials: frozenset[str] = frozenset()  # --resume: trials the Parquet holds as finished
+
+
+class TuneReporter:
+    """The loop's Reporter inside a one-worker Tune trial: ``ray.tune.report`` per epoch."""
+
+    rank, world = 0, 1
+
+    def __init__(self, checkpoint_every: int = 1):
+        import ray.tune
+
+        self._tune = ray.tune
+        self.checkpoint_every = checkpoint_every
+        self._n = 0
+
+    def device(self, use_gpu: bool) -> torch.device:
+        # Ray sets CUDA_VISIBLE_DEVICES to the trial's (possibly shared) GPU.
+        return torch.device("cuda", 0) if use_gpu else torch.device("cpu")
+
+    def report(self, metrics: dict[str, Any], checkpoint: dict[str, Any] | None) -> None:
+        self._n += 1
+        if checkpoint is not None and self.checkpoint_every and self._n % self.checkpoint_every == 0:
+            with tempfile.TemporaryDirectory() as tmp:
+                torch.save(checkpoint, Path(tmp) / CHECKPOINT_FILE)
+                self._tune.report(dict(metrics), checkpoint=self._tune.Checkpoint.from_directory(tmp))
+        else:
+            self._tune.report(dict(metrics))
+
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        ckpt = self._tune.get_checkpoint()
+        if ckpt is None:
+            return None
+        with ckpt.as_directory() as d:
+            return torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu", weights_only=False)
+
+    def log(self, line: str) -> None:
+        pass  # the driver prints progress; per-epoch lines of many trials would drown it
+
+
+def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
+    """The Tune trainable (bound with ``tune.with_parameters``)."""
+    import ray.tune
+
+    trial_id = ray.tune.get_context().get_trial_id()
+    if trial_id in settings.skip_trials:
+        return  # finished before the driver died; its row is in trials.parquet already
+    cfg = config_from_trial(config)
+    if cfg.data_root is None and os.environ.get("ADC_DATA_ROOT"):
+        cfg = cfg.replace(data_root=os.environ["ADC_DATA_ROOT"])
+    # The trial's Ray Train run is named after the trial: a resumed sweep re-attaches to it.
+    cfg = cfg.replace(name=trial_id, storage_path=settings.train_storage)
+
+    if cfg.num_workers <= 1:
+        from adc_dist.loop import fit
+
+        out = fit(cfg.replace(num_workers=1), TuneReporter(settings.checkpoint_every))
+    else:
+        from ray.tune.integration.ray_train import TuneReportCallback
+
+        from adc_dist.train import build_trainer
+
+        trainer = build_trainer(cfg, callbacks=[TuneReportCallback()], quiet=True,
+                                controller_failure_limit=settings.controller_failure_limit)
+        result = trainer.fit()
+        if result.error is not None:
+            raise result.error
+        out = result.return_value
+        _remove_train_run(settings.train_storage, trial_id)
+    final = dict(out["final"])
+    last_epoch = out["history"][-1]["epoch"] if out.get("history") else final.get("epochs_run", 0)
+    ray.tune.report({**{k: v for k, v in final.items() if _scalar(v)}, "epoch": last_epoch, FINAL: 1})
+
+
+def _scalar(v: Any) -> bool:
+    return isinstance(v, (int, float, str, bool)) or v is None
+
+
+def _remove_train_run(storage: str, name: str) -> None:
+    """A finished trial's Ray Train checkpoints are not needed: the results are in Parquet."""
+    from adc_dist.results import open_storage
+
+    try:
+        st = open_storage(storage)
+        st.fs.delete_dir(st.path(name))
+    except (OSError, FileNotFoundError):
+        pass
