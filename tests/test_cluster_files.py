@@ -238,3 +238,38 @@ def test_entrypoints_are_found_in_submit_wrappers_shell_lines_and_console_script
     (inv,) = find_invocations(command)
     assert (inv.module, inv.argv) == (module, flags)
     assert check_invocation(inv) == []  # both flag spellings and --flag=value are what the CLIs accept
+
+
+def _paths(node, prefix=()):
+    if prefix:
+        yield prefix
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else []
+    for key, value in items:
+        yield from _paths(value, prefix + (key,))
+
+
+def test_the_checker_reports_values_of_the_wrong_type_instead_of_crashing(tmp_path):
+    """A user's file may hold anything anywhere: every check must cope (seeded, ~100 cases)."""
+    import copy
+    import random
+
+    import yaml
+
+    rng = random.Random(0)
+    junk = [None, "x", -1, 0.5, [], {}, [1, "a"], {"a": None}, True]
+    for name in [f for f in FILES if f.endswith(".yaml")]:
+        docs = list(yaml.safe_load_all((CLUSTER / name).read_text()))
+        for _ in range(12):
+            mutated = copy.deepcopy(docs)
+            doc = rng.choice(mutated)
+            path = rng.choice(list(_paths(doc)))
+            parent = doc
+            for key in path[:-1]:
+                parent = parent[key]
+            parent[path[-1]] = rng.choice(junk)
+            copy_path = tmp_path / Path(name).name
+            copy_path.write_text(yaml.safe_dump_all(mutated))
+            try:
+                check_file(copy_path)
+            except AdcError:
+                pass  # e.g. the document became empty: one clear message, exit 2

@@ -153,11 +153,11 @@ def _check_pod(template: Any, ray_version: str | None, report: Report, path: tup
         if i == 0:
             facts.image = c.get("image")
             facts.gpus = _check_resources(c.get("resources"), report, cp + ("resources",))
-        for j, port in enumerate(c.get("ports") or []):
+        for j, port in enumerate(c.get("ports") if isinstance(c.get("ports"), list) else []):
             if isinstance(port, dict) and "hostPort" in port:
                 report.error(cp + ("ports", j, "hostPort"), "hostPort exposes the port on the node's address",
                              "remove hostPort; use kubectl port-forward")
-        for j, env in enumerate(c.get("env") or []):
+        for j, env in enumerate(c.get("env") if isinstance(c.get("env"), list) else []):
             if isinstance(env, dict) and SECRET_ENV.search(str(env.get("name", ""))) and "value" in env \
                     and env["value"] not in ("", None):
                 report.error(cp + ("env", j, "value"), f"{env['name']} is given as a literal value",
@@ -227,6 +227,7 @@ def check_cluster_spec(spec: Any, report: Report, path: tuple) -> ClusterShape |
             continue
         _unknown_keys(g, WORKER_GROUP, report, gp, "a worker group")
         name = g.get("groupName")
+        name = name if isinstance(name, str) or name is None else str(name)
         if not name:
             report.error(gp + ("groupName",), "missing", "groupName: gpu")
         elif name in names:
@@ -287,8 +288,9 @@ def check_runtime_env(env: dict[str, Any], gpus: int, report: Report, path: tupl
         RuntimeEnv(**env)
         if isinstance(env.get("working_dir"), str) and "://" in env["working_dir"]:
             parse_and_validate_working_dir(env["working_dir"])
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, AssertionError) as e:
         report.error(path, f"Ray rejects this runtime env: {e}")
+        return
     for key in env:
         if key not in RUNTIME_ENV_KEYS:
             close = difflib.get_close_matches(str(key), sorted(RUNTIME_ENV_KEYS), n=1)
@@ -296,7 +298,9 @@ def check_runtime_env(env: dict[str, Any], gpus: int, report: Report, path: tupl
                          f"did you mean {close[0]!r}?" if close else "see Ray's runtime_env docs")
     pip = env.get("pip")
     packages = pip.get("packages", []) if isinstance(pip, dict) else pip if isinstance(pip, list) else []
-    options = " ".join(pip.get("pip_install_options", [])) if isinstance(pip, dict) else ""
+    packages = [p for p in packages if isinstance(p, str)] if isinstance(packages, list) else []
+    options = pip.get("pip_install_options", []) if isinstance(pip, dict) else []
+    options = " ".join(o for o in options if isinstance(o, str)) if isinstance(options, list) else ""
     adc = [p for p in packages if isinstance(p, str) and pins.installs_adc("install " + p)]
     torch = [p for p in packages if isinstance(p, str) and pins.torch_pin(p)]
     if pip is not None:

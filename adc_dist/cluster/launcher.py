@@ -146,9 +146,9 @@ def _image_of(data: dict[str, Any], node_type: dict[str, Any], head: bool) -> st
     if not docker:
         return None
     own = node_type.get("docker", {}) if isinstance(node_type.get("docker"), dict) else {}
-    if head:
-        return docker.get("head_image") or docker.get("image")
-    return own.get("worker_image") or docker.get("worker_image") or docker.get("image")
+    image = (docker.get("head_image") or docker.get("image") if head else
+             own.get("worker_image") or docker.get("worker_image") or docker.get("image"))
+    return image if isinstance(image, str) else None  # another type: the schema reported it
 
 
 def _check_image(image: str, gpu: bool, report: Report, path: tuple) -> None:
@@ -257,17 +257,18 @@ def _gpus_of(provider: str, name: str, nt: dict[str, Any], report: Report) -> in
     declared = declared if isinstance(declared, int) else None
     actual = None
     if provider == "aws":
-        itype = nc.get("InstanceType")
+        itype = nc.get("InstanceType") if isinstance(nc.get("InstanceType"), str) else None
         actual = AWS_GPUS.get(itype, 0 if isinstance(itype, str) and re.match(r"[mcrt]\d", itype) else None)
         cpus, want = res.get("CPU"), AWS_VCPUS.get(itype)
         if isinstance(cpus, int) and want and cpus > want:
             report.warning(path + ("resources", "CPU"), f"CPU: {cpus} but {itype} has {want} vCPUs")
-        if not itype and "LaunchTemplate" not in nc:
+        if not itype and "LaunchTemplate" not in nc and "InstanceType" not in nc:
             report.error(path + ("node_config",), "no InstanceType", "set e.g. InstanceType: g5.xlarge")
     elif provider == "gcp":
-        mtype = nc.get("machineType")
+        mtype = nc.get("machineType") if isinstance(nc.get("machineType"), str) else None
         accels = nc.get("guestAccelerators") if isinstance(nc.get("guestAccelerators"), list) else []
-        count = sum(a.get("acceleratorCount", 0) for a in accels if isinstance(a, dict))
+        count = sum(a.get("acceleratorCount", 0) for a in accels
+                    if isinstance(a, dict) and isinstance(a.get("acceleratorCount", 0), int))
         builtin = GCP_BUILTIN_GPUS.get(mtype)
         if builtin:
             for i, a in enumerate(accels):
@@ -312,6 +313,7 @@ def check_launcher(doc: Document, report: Report) -> None:
     provider = data.get("provider", {}).get("type") if isinstance(data.get("provider"), dict) else None
     types = data.get("available_node_types") if isinstance(data.get("available_node_types"), dict) else {}
     head = data.get("head_node_type")
+    head = head if isinstance(head, str) or head is None else str(head)  # a wrong type: the schema said so
     if not types:
         report.error(("available_node_types",), "no node types: the launcher would fall back to the "
                      "provider's defaults (CPU-only, not this project's setup)",
@@ -326,6 +328,7 @@ def check_launcher(doc: Document, report: Report) -> None:
         if key not in data:
             report.warning((key,), f"not set: Ray's default ({default}) applies", f"set {key} explicitly")
     max_workers = data.get("max_workers", 2)
+    global_max = max_workers if isinstance(max_workers, int) else 0
     sum_min = sum_max = 0
     max_gpus = per_node = 0
     images: dict[tuple, tuple] = {}  # (image, has GPUs) -> where it was first seen
@@ -342,9 +345,9 @@ def check_launcher(doc: Document, report: Report) -> None:
         per_node = max(per_node, gpus)
         if name != head:
             sum_min += lo if isinstance(lo, int) else 0
-            cap = hi if isinstance(hi, int) else max_workers
+            cap = hi if isinstance(hi, int) else global_max
             sum_max += cap
-            max_gpus += gpus * min(cap, max_workers if isinstance(max_workers, int) else cap)
+            max_gpus += gpus * min(cap, global_max)
         else:
             max_gpus += gpus
         is_head = name == head
