@@ -75,9 +75,22 @@ def _run_two_ranks(balancer: str, tmp_path) -> list[dict]:
     return [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
 
 
+@pytest.fixture(scope="module")
+def two_rank_runs(tmp_path_factory):
+    """balancer -> both ranks' records; each configuration is spawned once per module."""
+    cache: dict[str, list[dict]] = {}
+
+    def get(balancer: str) -> list[dict]:
+        if balancer not in cache:
+            cache[balancer] = _run_two_ranks(balancer, tmp_path_factory.mktemp(balancer))
+        return cache[balancer]
+
+    return get
+
+
 @pytest.mark.parametrize("balancer", ["gradnorm", "uncertainty"])
-def test_two_ranks_hold_bitwise_identical_weights_and_parameters_after_every_step(balancer, tmp_path):
-    out = _run_two_ranks(balancer, tmp_path)
+def test_two_ranks_hold_bitwise_identical_weights_and_parameters_after_every_step(balancer, two_rank_runs):
+    out = two_rank_runs(balancer)
     spreads = out[0]["spreads"]
     assert len(spreads) >= 4
     assert max(spreads) == 0.0
@@ -85,8 +98,8 @@ def test_two_ranks_hold_bitwise_identical_weights_and_parameters_after_every_ste
     assert not torch.allclose(out[0]["weights"], torch.ones(2))
 
 
-def test_all_reduced_domain_gradients_equal_one_process_on_the_union_of_the_batches(tmp_path):
-    out = _run_two_ranks("gradnorm", tmp_path)
+def test_all_reduced_domain_gradients_equal_one_process_on_the_union_of_the_batches(two_rank_runs):
+    out = two_rank_runs("gradnorm")
     cfg, task = _cfg("gradnorm"), make_task(seed=3)
     torch.manual_seed(cfg.seed)
     model = ADC.from_config(cfg, task.n_users, task.n_items)  # the same initial parameters
