@@ -33,13 +33,19 @@ from adc_dist.errors import AdcError
 if TYPE_CHECKING:  # only for the type of from_config's argument
     from adc_dist.config import TrainConfig
 
-# Pairs per chunk in score_all, by device type. CPU: 64k pairs (buffers of ~26 MB at
-# width 100) cost the same CPU time as cache-sized chunks on one thread, and are 3-5x
-# faster than 8k-pair chunks with two OpenMP threads on a loaded machine, where every
-# op's barrier can wait for a descheduled thread (docs/model.md). GPU: large enough to
-# fill the device, small enough (~0.4 GB at width 100 in fp32) to sit beside training.
-SCORE_CHUNK_PAIRS = {"cpu": 1 << 16, "cuda": 1 << 20}
-DEFAULT_CHUNK_PAIRS = 1 << 16
+# Pairs per chunk in score_all. CPU: 64k pairs (~26 MB of activations at width 100).
+# On one thread the chunk size hardly changes the CPU time (8k..128k pairs measured
+# within noise); with two OpenMP threads on a loaded machine every op's barrier can wait
+# for a descheduled thread, and 8k-pair chunks (many small parallel regions) ran 3-7x
+# slower than 64k-pair ones (docs/model.md). GPU: large enough to fill the device,
+# small enough (~0.4 GB at width 100 in fp32) to sit beside training.
+CPU_CHUNK_PAIRS = 1 << 16
+GPU_CHUNK_PAIRS = 1 << 20
+
+
+def default_chunk_pairs(device: torch.device) -> int:
+    """score_all's chunk size on ``device`` (user x item pairs per chunk)."""
+    return CPU_CHUNK_PAIRS if device.type == "cpu" else GPU_CHUNK_PAIRS
 
 
 def hidden_widths(d: int, num_layers: int, shape: str) -> list[int]:
@@ -78,7 +84,8 @@ class ADC(nn.Module):
         n_items = [int(n) for n in n_items]
         widths = [int(w) for w in widths]
         if n_users < 1 or not n_items or min(n_items) < 1:
-            raise AdcError(f"ADC needs n_users >= 1 and >= 1 domain with >= 1 item (got n_users={n_users}, n_items={n_items})")
+            raise AdcError(f"ADC needs n_users >= 1 and >= 1 domain with >= 1 item "
+                           f"(got n_users={n_users}, n_items={n_items})")
         if d < 1 or not widths or min(widths) < 1:
             raise AdcError(f"ADC needs d >= 1 and >= 1 hidden layer of width >= 1 (got d={d}, widths={widths})")
         self.d = int(d)
@@ -165,9 +172,9 @@ class ADC(nn.Module):
         The first layer factorises, ``W_1 [p_u; q_i] + b_1 = (W_1u p_u) + (W_1i q_i + b_1)``:
         the user half is computed once per user ([U, w_1]) and the item half once per
         item ([I, w_1]); a broadcast add gives every pair's first pre-activation. The
-        remaining layers run on chunks of about ``chunk_pairs`` pairs (default by device:
-        ``SCORE_CHUNK_PAIRS``), so memory stays O(chunk_pairs * max width) whatever U and
-        I are. Dropout is not applied: ranking is deterministic, dropout is a
+        remaining layers run on chunks of about ``chunk_pairs`` pairs (default:
+        :func:`default_chunk_pairs`), so memory stays O(chunk_pairs * max width) whatever
+        U and I are. Dropout is not applied: ranking is deterministic, dropout is a
         training-time regulariser.
 
         Runs in the autocast dtype when autocast is on for the model's device (bf16 on
@@ -179,8 +186,9 @@ class ADC(nn.Module):
             raise ValueError(f"score_all expects users of shape [U]; got {tuple(users.shape)}")
         dev = self.user_emb.weight.device
         if chunk_pairs is None:
-            chunk_pairs = SCORE_CHUNK_PAIRS.get(dev.type, DEFAULT_CHUNK_PAIRS)
-        dtype = torch.get_autocast_dtype(dev.type) if torch.is_autocast_enabled(dev.type) else self.user_emb.weight.dtype
+            chunk_pairs = default_chunk_pairs(dev)
+        autocast_on = torch.is_autocast_enabled(dev.type)
+        dtype = torch.get_autocast_dtype(dev.type) if autocast_on else self.user_emb.weight.dtype
         # Autocast is switched off inside and the casts are done once here: the chunk loop
         # writes into preallocated buffers (out=), which autocast would not respect.
         with torch.autocast(dev.type, enabled=False):

@@ -43,8 +43,8 @@ class TinyMultiDomainNet(nn.Module):
 def _data(K: int, seed: int):
     g = torch.Generator().manual_seed(seed)
     # Domains of different size and scale, so their gradient norms differ.
-    return [(torch.randn(8 * (k + 1), 4, generator=g) * (1 + 2 * k), (torch.rand(8 * (k + 1), generator=g) < 0.3).float())
-            for k in range(K)]
+    return [(torch.randn(8 * (k + 1), 4, generator=g) * (1 + 2 * k),
+             (torch.rand(8 * (k + 1), generator=g) < 0.3).float()) for k in range(K)]
 
 
 def _autograd_weight_grad(net, data, w: torch.Tensor, initial: torch.Tensor, gamma: float) -> torch.Tensor:

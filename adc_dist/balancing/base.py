@@ -54,7 +54,8 @@ class Balancer(nn.Module, ABC):
         """Shape/dtype/device checks only (no data-dependent check: that would sync a GPU)."""
         name = type(self).__name__
         if not isinstance(losses, Tensor):
-            raise TypeError(f"{name}.update: losses must be a Tensor of shape [{self.num_domains}]; got {type(losses).__name__}")
+            raise TypeError(f"{name}.update: losses must be a Tensor of shape [{self.num_domains}]; "
+                            f"got {type(losses).__name__}")
         if losses.shape != (self.num_domains,):
             raise ValueError(f"{name}.update: losses must have shape [{self.num_domains}] (one per domain); "
                              f"got {list(losses.shape)}")
