@@ -92,7 +92,7 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
     if cfg.num_workers <= 1:
         from adc_dist.loop import fit
 
-        out = fit(cfg.replace(num_workers=1), TuneReporter(settings.checkpoint_every))
+        out = fit(cfg.replace(num_workers=1), TuneReporter(settings.checkpoint_every), task=_task_for(cfg))
     else:
         from ray.tune.integration.ray_train import TuneReportCallback
 
@@ -108,6 +108,23 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
     final = dict(out["final"])
     last_epoch = out["history"][-1]["epoch"] if out.get("history") else final.get("epochs_run", 0)
     ray.tune.report({**{k: v for k, v in final.items() if _scalar(v)}, "epoch": last_epoch, FINAL: 1})
+
+
+# Tune reuses a one-worker trial's process for the next trial: keep the splits it loaded.
+_TASKS: dict[tuple, Any] = {}
+_TASKS_KEPT = 8
+
+
+def _task_for(cfg):
+    from adc_dist.loop import prepare_task
+
+    key = (cfg.task, cfg.data_root, cfg.seed, cfg.min_rating, tuple(cfg.domains or ()), cfg.subsample_domain,
+           cfg.subsample_frac)
+    if key not in _TASKS:
+        if len(_TASKS) >= _TASKS_KEPT:
+            _TASKS.pop(next(iter(_TASKS)))
+        _TASKS[key] = prepare_task(cfg)
+    return _TASKS[key]
 
 
 def _scalar(v: Any) -> bool:
