@@ -98,18 +98,17 @@ def resolve(cfg: TrainConfig, *, local: bool = False) -> TrainConfig:
         changes["name"] = f"{cfg.task}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
     if cfg.data_root is None and os.environ.get("ADC_DATA_ROOT"):
         changes["data_root"] = os.environ["ADC_DATA_ROOT"]
-    if cfg.num_workers == 0:
-        changes["num_workers"] = 1 if local else default_num_workers(cfg)
+    if cfg.num_workers == 0 and (local or not os.environ.get("RAY_ADDRESS")):
+        # On a cluster (RAY_ADDRESS) the default is taken from its resources once connected.
+        changes["num_workers"] = 1 if local else default_num_workers(cfg, torch.cuda.device_count(), os.cpu_count() or 1)
     return cfg.replace(**changes) if changes else cfg
 
 
-def default_num_workers(cfg: TrainConfig) -> int:
+def default_num_workers(cfg: TrainConfig, gpus: float, cpus: float) -> int:
     """One worker per GPU; on CPU one worker per 2 cores (a worker's matmuls use 2 threads well)."""
     if cfg.use_gpu:
-        return max(1, torch.cuda.device_count())
-    if os.environ.get("RAY_ADDRESS"):
-        return 2
-    return max(1, (os.cpu_count() or 1) // 2)
+        return max(1, int(gpus))
+    return max(1, int(cpus // 2))
 
 
 def check_resources(cfg: TrainConfig, *, local: bool) -> None:
@@ -189,18 +188,24 @@ def build_trainer(cfg: TrainConfig, *, callbacks: Sequence[Any] | None = None, q
     )
 
 
-def _fit_with_ray(cfg: TrainConfig, *, quiet: bool, per_user: bool) -> dict[str, Any]:
+def _connect_ray(cfg: TrainConfig, *, quiet: bool) -> TrainConfig:
+    """Start or join Ray; on a cluster, pick the default worker count from its resources."""
     import ray
 
     if not ray.is_initialized():
         # RAY_ADDRESS (set by `ray job submit`) connects to the cluster; else a local one.
         ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=not quiet,
                  include_dashboard=False if not os.environ.get("RAY_ADDRESS") else None)
-    if cfg.use_gpu and os.environ.get("RAY_ADDRESS"):
-        gpus = ray.cluster_resources().get("GPU", 0)
-        if gpus < cfg.num_workers:
-            print(f"warning: the cluster has {gpus:g} GPUs now and the run asks for {cfg.num_workers}; "
-                  "it waits for the autoscaler", file=sys.stderr)
+    res = ray.cluster_resources()
+    if cfg.num_workers == 0:
+        cfg = cfg.replace(num_workers=default_num_workers(cfg, res.get("GPU", 0), res.get("CPU", 1)))
+    if cfg.use_gpu and res.get("GPU", 0) < cfg.num_workers:
+        print(f"warning: the cluster has {res.get('GPU', 0):g} GPUs now and the run asks for {cfg.num_workers}; "
+              "it waits for the autoscaler (pass --num_workers to choose the count)", file=sys.stderr)
+    return cfg
+
+
+def _fit_with_ray(cfg: TrainConfig, *, quiet: bool, per_user: bool) -> dict[str, Any]:
     result = build_trainer(cfg, quiet=quiet, per_user=per_user).fit()
     if result.error is not None:
         raise result.error
@@ -236,6 +241,8 @@ def run(cfg: TrainConfig, *, local: bool = False, quiet: bool = False, per_user:
     # Load (and cache) the split once here: bad data stops before any worker starts, and the
     # workers on this machine find the cache ready.
     task = prepare_task(cfg)
+    if not local:
+        cfg = _connect_ray(cfg, quiet=quiet)
     run_dir = rd.run_dir_of(cfg)
     if rank0:
         prepare_run_dir(cfg)

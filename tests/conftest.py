@@ -21,6 +21,10 @@ os.environ.setdefault("ADC_DATA_ROOT", str(DATA_ROOT))
 # (set at import, so Ray workers started by tests inherit it too).
 os.environ.setdefault("ADC_CACHE_DIR", tempfile.mkdtemp(prefix="adc_test_cache_"))
 
+# OpenMP threads that spin while waiting make small torch ops 20-50x slower when the two
+# cores are shared (spawned ranks, Ray workers); set before any test imports torch.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 # Ray, when a test starts it: no auth token, no preemption watcher, fast health checks.
 for key, value in {"RAY_AUTH_MODE": "disabled", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
                    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25", "RAY_USAGE_STATS_ENABLED": "0"}.items():
