@@ -21,13 +21,15 @@ def _most_popular(task):
 
 
 def test_a_short_cpu_run_on_amazon_book_music_beats_most_popular_in_both_domains(data_root):
-    cfg = TrainConfig(task="amazon-book-music", d=64, epochs=3, batch_size=1024, lr=2e-3, topk=[10],
+    # 4 epochs: the first two learn mostly popularity, personalisation shows from the third.
+    cfg = TrainConfig(task="amazon-book-music", d=64, epochs=4, lr=4e-3, topk=[10],
                       early_stop_metric="recall@10", patience=0).validate()
     out = fit(cfg, LocalReporter(None, quiet=True))
-    pop = evaluate(_most_popular(load_task(cfg.task, data_root=str(data_root))), load_task(cfg.task), "test", [10])
+    task = load_task(cfg.task, data_root=str(data_root))
+    pop = evaluate(_most_popular(task), task, "test", [10])
     for dom in ("book", "music"):
         adc, base = out["final"][f"test_recall10_{dom}"], pop.values[(dom, "recall", 10)]
-        assert adc > base, f"{dom}: ADC recall@10 {adc:.4f} <= most-popular {base:.4f}"
+        assert adc > 1.2 * base, f"{dom}: ADC recall@10 {adc:.4f} vs most-popular {base:.4f}"
 
 
 def test_gradnorm_takes_weight_from_the_domain_with_the_larger_gradient_and_keeps_weights_valid():
