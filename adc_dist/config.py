@@ -77,7 +77,7 @@ class TrainConfig:
         need(self.d > 0, f"d must be > 0 (got {self.d})")
         need(self.num_hidden_layers >= 1, f"num_hidden_layers must be >= 1 (got {self.num_hidden_layers})")
         need(self.hidden_shape in HIDDEN_SHAPES, f"hidden_shape must be one of {HIDDEN_SHAPES} (got {self.hidden_shape!r})")
-        if self.hidden_shape == "halving":
+        if self.hidden_shape == "halving" and self.d > 0 and self.num_hidden_layers >= 1:
             need(self.d // 2 ** (self.num_hidden_layers - 1) >= 1,
                  f"d={self.d} is too small to halve over {self.num_hidden_layers} hidden layers")
         need(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1) (got {self.dropout})")

@@ -298,5 +298,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console script ``adc-train``: errors as one line and exit 2, like ``python -m``."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()
