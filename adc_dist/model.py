@@ -124,15 +124,20 @@ class ADC(nn.Module):
         return self.layers[-1].weight
 
     # ---------------------------------------------------------------- training path
-    def forward(self, users: Sequence[Tensor], items: Sequence[Tensor]) -> list[Tensor]:
+    def forward(self, users: Sequence[Tensor], items: Sequence[Tensor], *, last_layer_io: bool = False
+                ) -> list[Tensor] | tuple[list[Tensor], tuple[Tensor, Tensor]]:
         """Logits of (user, item) pairs, per domain.
 
         Args:
             users: K LongTensors, ``users[k]`` of shape [B_k].
             items: K LongTensors, ``items[k]`` of shape [B_k, C_k] (items of domain k;
                 in training column 0 is the positive, columns 1.. the rho negatives).
+            last_layer_io: also return the input [N, w_{L-1}] and the pre-activation
+                [N, w_L] of the last shared layer (N = sum_k B_k C_k, domains in order),
+                from which GradNorm forms dL_k/dW_L in one matmul per domain. Needs
+                L >= 2 hidden layers (with one, the layer's input [p; q] is never built).
         Returns:
-            K tensors, logits ``[B_k, C_k]``.
+            K tensors, logits ``[B_k, C_k]`` (and the pair above if asked).
 
         All domains go through the shared MLP in one pass (one matmul per layer instead
         of K), and every head runs on every call: DDP needs every parameter used every
@@ -148,14 +153,20 @@ class ADC(nn.Module):
             b = F.linear(self.item_embs[k](it), first.weight[:, d:], first.bias)  # [B_k, C_k, w_1]
             h.append((a.unsqueeze(1) + b).reshape(-1, first.out_features))
         z = self.dropout(F.relu(torch.cat(h, dim=0)))  # [sum_k B_k C_k, w_1]
-        for lin in self.layers[1:]:
-            z = self.dropout(F.relu(lin(z)))
+        if last_layer_io and len(self.layers) < 2:
+            raise ValueError("last_layer_io needs at least 2 hidden layers")
+        io = None
+        for i, lin in enumerate(self.layers[1:], start=2):
+            pre = lin(z)
+            if i == len(self.layers):
+                io = (z, pre)
+            z = self.dropout(F.relu(pre))
         out, start = [], 0
         for k, it in enumerate(items):
             n = it.numel()
             out.append(self.heads[k](z[start:start + n]).reshape(it.shape))
             start += n
-        return out
+        return (out, io) if last_layer_io else out
 
     def _check_batch(self, users: Sequence[Tensor], items: Sequence[Tensor]) -> None:
         K = self.num_domains
