@@ -125,6 +125,7 @@ def shared_layer_grads(model: ADC, losses: torch.Tensor, io: tuple[torch.Tensor,
         return g.reshape(K, -1)
     z, pre = io
     (delta,) = torch.autograd.grad(losses.sum(), pre, retain_graph=True)
+    z = z.detach()  # a value here: no graph may grow from the balancer's inputs
     return torch.stack([(dk.float().T @ zk.float()).reshape(-1)
                         for dk, zk in zip(delta.split(sizes), z.split(sizes))])
 
@@ -144,6 +145,7 @@ def train_step(net: torch.nn.Module, model: ADC, balancer: torch.nn.Module, opt:
     if balancer.needs_grads:
         grads = shared_layer_grads(model, losses, io, [it.numel() for it in items])
         packed = torch.cat([grads.reshape(-1), losses.detach()])
+        assert not packed.requires_grad
     else:
         packed = losses.detach().clone()
     # One collective for everything the balancer needs: global means on every rank.
