@@ -30,15 +30,20 @@ def test_score_all_on_gpu_equals_cpu():
     torch.testing.assert_close(gpu, cpu, rtol=1e-4, atol=1e-5)
 
 
+def _fit(task, **kw):
+    cfg = TrainConfig(d=32, epochs=4, batch_size=256, lr=5e-3, topk=[10], early_stop_metric="ndcg@10",
+                      patience=0, **kw).validate()
+    return fit(cfg, LocalReporter(None, quiet=True), task=task)
+
+
 @pytest.mark.parametrize("bf16", [False, True])
-def test_training_on_gpu_learns_and_keeps_weights_valid(bf16):
+def test_training_on_gpu_matches_cpu_and_keeps_weights_valid(bf16):
     task = make_task(n_users=400, per_user=(25, 8), seed=8)
-    cfg = TrainConfig(d=32, epochs=4, batch_size=256, lr=5e-3, use_gpu=True, bf16=bf16, topk=[10],
-                      early_stop_metric="ndcg@10", patience=0).validate()
-    out = fit(cfg, LocalReporter(None, quiet=True), task=task)
-    hist = out["history"]
-    w = np.array([[r["weight_d0"], r["weight_d1"]] for r in hist])
+    gpu, cpu = _fit(task, use_gpu=True, bf16=bf16), _fit(task)
+    w = np.array([[r["weight_d0"], r["weight_d1"]] for r in gpu["history"]])
     assert np.isfinite(w).all() and (w > 0).all()
     np.testing.assert_allclose(w.sum(axis=1), 2.0, rtol=1e-3)
-    assert hist[-1]["loss_d0"] < hist[0]["loss_d0"]
-    assert out["final"]["test_ndcg10_d0"] > 10 / 200 * 0.5  # well above random ranking on planted data
+    # Same seeds, same batches: fp32 lands where the CPU run does; bf16 close to it.
+    tol = 0.25 if bf16 else 0.05
+    for key in ("test_ndcg10_d0", "test_ndcg10_d1"):
+        assert gpu["final"][key] == pytest.approx(cpu["final"][key], rel=tol), key
