@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import sys
 from typing import Any
 
 import pandas as pd
@@ -194,6 +193,8 @@ def fig_metric_vs(res: Results, param: str, metric: str, n: int):
 
 def fig_domain_weights(res: Results):
     plt = _plt()
+    from matplotlib.ticker import MaxNLocator
+
     best = best_per_task(res.trials)
     hist = res.history
     if best.empty or hist.empty:
@@ -209,6 +210,7 @@ def fig_domain_weights(res: Results):
             ax.plot(w.index, w[dom], marker=".", label=dom)
         ax.set_title(f"{t['task']}\n{t['balancer']}, gamma={t['gamma']:g} ({t['trial_id']})", fontsize=9)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("domain weight w_k")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

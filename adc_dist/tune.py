@@ -166,8 +166,11 @@ def plan_sweep(space: str | os.PathLike | SearchSpace | None = None, tasks: str 
         a = saved["args"]
         num_samples, scheduler, grace_period = a["num_samples"], a["scheduler"], a["grace_period"]
         reduction_factor, seed = a["reduction_factor"], a["seed"]
-        max_concurrent = max_concurrent or a["max_concurrent"]
-        time_budget_s = time_budget_s or a["time_budget_s"]
+        for flag, given, kept in (("--max-concurrent", max_concurrent, a["max_concurrent"]),
+                                  ("--time-budget-s", time_budget_s, a["time_budget_s"])):
+            if given is not None and given != kept:
+                raise AdcError(f"--resume keeps the sweep's {flag} ({kept}): Tune restores it with the sweep")
+        max_concurrent, time_budget_s = a["max_concurrent"], a["time_budget_s"]
         num_workers, cpus_per_worker, gpus_per_worker = a["num_workers"], a["cpus_per_worker"], a["gpus_per_worker"]
         checkpoint_every = a["checkpoint_every"]
         experiment = saved["experiments"][-1]
@@ -284,10 +287,18 @@ def run_sweep(space: str | os.PathLike | SearchSpace | None = None, tasks: str |
     plan = plan_sweep(space, tasks, **options)
     if not quiet:
         print(plan.describe(), flush=True)
-    _write_sweep_file(plan, options)
-    _fit(plan, quiet=quiet, ray_init=ray_init or {}, flush_every_s=flush_every_s,
-         status_every_s=status_every_s, controller_failure_limit=controller_failure_limit)
+    run_planned(plan, options, quiet=quiet, ray_init=ray_init, flush_every_s=flush_every_s,
+                status_every_s=status_every_s, controller_failure_limit=controller_failure_limit)
     return plan.results.uri
+
+
+def run_planned(plan: SweepPlan, options: dict[str, Any], *, quiet: bool = False,
+                ray_init: dict[str, Any] | None = None, flush_every_s: float = 30.0, status_every_s: float = 60.0,
+                controller_failure_limit: int | None = None) -> int:
+    """Run a validated plan; return how many of its trials ended (ok, stopped or error)."""
+    _write_sweep_file(plan, options)
+    return _fit(plan, quiet=quiet, ray_init=ray_init or {}, flush_every_s=flush_every_s,
+                status_every_s=status_every_s, controller_failure_limit=controller_failure_limit)
 
 
 def _write_sweep_file(plan: SweepPlan, options: dict[str, Any]) -> None:
@@ -314,7 +325,8 @@ def _write_sweep_file(plan: SweepPlan, options: dict[str, Any]) -> None:
 
 
 def _fit(plan: SweepPlan, *, quiet: bool, ray_init: dict[str, Any], flush_every_s: float,
-         status_every_s: float, controller_failure_limit: int | None) -> None:
+         status_every_s: float, controller_failure_limit: int | None) -> int:
+    """Run the Tuner; return how many trials of this sweep the Parquet holds as ended."""
     import ray
     from ray import tune
     from ray.tune.search import BasicVariantGenerator
@@ -325,6 +337,8 @@ def _fit(plan: SweepPlan, *, quiet: bool, ray_init: dict[str, Any], flush_every_
     # Tune warns whenever a checkpoint forces an experiment snapshot; with one checkpoint per
     # epoch that is every few seconds and says nothing the user must act on.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Tune's own tables would interleave with the one-line-per-trial progress of tune_hooks.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if not ray.is_initialized():
         env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
         # log_to_driver=False: the driver prints one line per trial (tune_hooks); the trials'
@@ -364,9 +378,10 @@ def _fit(plan: SweepPlan, *, quiet: bool, ray_init: dict[str, Any], flush_every_
             trainable,
             param_space=plan.space.param_space(plan.tasks),
             tune_config=tune.TuneConfig(
-                search_alg=BasicVariantGenerator(random_state=plan.seed),
-                scheduler=scheduler, num_samples=plan.num_samples,
-                max_concurrent_trials=plan.max_concurrent, time_budget_s=plan.time_budget_s,
+                # The generator limits concurrency itself (TuneConfig.max_concurrent_trials
+                # applies to Searchers only and is ignored with a warning here).
+                search_alg=BasicVariantGenerator(random_state=plan.seed, max_concurrent=plan.max_concurrent or 0),
+                scheduler=scheduler, num_samples=plan.num_samples, time_budget_s=plan.time_budget_s,
                 # One worker per trial: keep the trial processes (torch imported, data cached).
                 reuse_actors=plan.num_workers == 1,
                 trial_dirname_creator=lambda trial: f"{trial.config['task']}_{trial.trial_id}"),
@@ -376,12 +391,26 @@ def _fit(plan: SweepPlan, *, quiet: bool, ray_init: dict[str, Any], flush_every_
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),  # the newest may be torn by a kill
                 failure_config=tune.FailureConfig(max_failures=0)),
         )
+    # --extend: the sweep's earlier runs are in the Parquet already; count this run's only.
+    before = 0 if plan.resume else sum(sweep_status(plan.results.uri, plan.name).values())
     t0 = time.time()
     tuner.fit()
+    counts = sweep_status(plan.results.uri, plan.name)
+    done = sum(counts.values()) - before
     if not quiet:
-        counts = sweep_status(plan.results.uri, plan.name)
-        print(f"done in {time.time() - t0:.0f}s: " + ", ".join(f"{n} {s}" for s, n in counts.items())
-              + f"; python -m adc_dist.report {plan.results.uri}", flush=True)
+        what = ", ".join(f"{n} {s}" for s, n in counts.items()) or "no trial finished"
+        print(f"done in {time.time() - t0:.0f}s: {what}; python -m adc_dist.report {plan.results.uri}", flush=True)
+    if done < plan.trials and not plan.time_budget_s:
+        # Tune returns normally after Ctrl-C (it saved its state first): say how to go on.
+        print(f"the sweep stopped with {done} of {plan.trials} trials done; continue it with: python -m "
+              f"adc_dist.tune --name {plan.name} --storage '{_parent_uri(plan)}' --resume", file=sys.stderr, flush=True)
+    return done
+
+
+def _parent_uri(plan: SweepPlan) -> str:
+    base, q, query = plan.results.uri.partition("?")
+    parent = base.rstrip("/").rsplit("/", 1)[0]
+    return parent + (f"?{query}" if q else "")
 
 
 def sweep_status(results_uri: str, sweep: str | None = None) -> dict[str, int]:
@@ -446,12 +475,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.dry_run:
         print(plan_sweep(args.space, args.tasks, **options).describe())
         return 0
-    uri = run_sweep(args.space, args.tasks, quiet=args.quiet, **options)
-    storage = open_storage(uri)
-    if not storage.exists(TRIALS_FILE):
-        print("error: no trial finished", file=sys.stderr)
-        return 1
-    return 0
+    plan = plan_sweep(args.space, args.tasks, **options)
+    if not args.quiet:
+        print(plan.describe(), flush=True)
+    done = run_planned(plan, options, quiet=args.quiet)
+    return 0 if done >= plan.trials or (plan.time_budget_s and done) else 1
 
 
 if __name__ == "__main__":

@@ -149,8 +149,8 @@ class SweepCallback(Callback):
             running = sum(1 for t in trials if t.status == "RUNNING")
             pending = sum(1 for t in trials if t.status == "PENDING")
             done = sum(self._counts.values())
-            self._print(f"[{self._elapsed()}] {done} done ({self._counts_str()}), {running} running, "
-                        f"{pending} pending")
+            counts = f" ({self._counts_str()})" if done else ""
+            self._print(f"[{self._elapsed()}] {done} done{counts}, {running} running, {pending} pending")
             if self.writer._dirty and time.time() - self.writer.last_flush > self.flush_every_s:
                 self.writer.flush()
 

@@ -101,6 +101,8 @@ def test_existing_sweep_needs_resume_or_extend_and_resume_keeps_the_settings(tmp
         plan(tmp_path, tasks="amazon-dvd-video", name="sw", resume=True)
     with pytest.raises(AdcError, match="--set is not allowed"):
         plan(tmp_path, name="sw", resume=True, set_values={"epochs": 2})
+    with pytest.raises(AdcError, match="keeps the sweep's --max-concurrent"):
+        plan(tmp_path, name="sw", resume=True, max_concurrent=3)
 
     more = plan(tmp_path, PAPER, "amazon-dvd-video", name="sw", extend=True)
     assert more.experiment == "run-2" and not more.resume

@@ -146,8 +146,7 @@ def test_a_killed_driver_resumes_and_every_trial_appears_once(ray_local, tmp_pat
     assert "trials: 3 per task x 1 = 3" in printed  # the plan, then one line per finished trial
     assert f"1/3 ok      amazon-dvd-video {before['trial_id'].iloc[0]} gamma=" in printed
 
-    # the rest two at a time (a resumed sweep may change only its concurrency and time budget)
-    run_sweep(name="killed", storage=str(tmp_path / "sweeps"), resume=True, max_concurrent=2, ray_init=RAY_INIT,
+    run_sweep(name="killed", storage=str(tmp_path / "sweeps"), resume=True, ray_init=RAY_INIT,
               controller_failure_limit=0, quiet=True)
     t = pd.read_parquet(results / R.TRIALS_FILE)
     assert len(t) == 3 and t["trial_id"].is_unique and sorted(t["gamma"]) == [0.0, 1.5, 3.0]
