@@ -1,0 +1,153 @@
+"""The methods of the comparison, their candidate configurations, and how one run is made.
+
+Eight methods, all scored by ``adc_dist.evaluate.evaluate`` on the same seeded splits:
+
+    popularity, bpr_mf, cmf           adc_dist.baselines (no Ray: fitted in this process)
+    mlp_single                        ADC on one domain (TrainConfig.domains=[d]), per domain
+    adc_equal, adc_static,            ADC with that balancer (TrainConfig.balancer)
+    adc_uncertainty, adc_gradnorm
+
+Candidate configurations for a validation budget of N (the same N for every method):
+
+- baselines: N distinct configurations drawn from ``adc_dist.baselines.SPACES`` (d, lr, L2,
+  and for CMF the loss); popularity has nothing to tune;
+- the ADC backbone (stage 1): the first N learning rates of ``LR_GRID``, trained with
+  ``equal`` weights; ``adc_equal`` is its best, and ``mlp_single`` gets the same N rates;
+- each other balancer (stage 2) on the stage-1 backbone: the first N values of its own
+  knob (``KNOBS``): static weights, GradNorm's gamma, uncertainty's learning rate.
+
+Final runs (every seed) of ADC variants go through ``adc_dist.train.run`` in-process
+(one worker: the sensible world size on a 2-core machine), with per-user test metrics.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+BASELINE_METHODS = ("popularity", "bpr_mf", "cmf")
+ADC_METHODS = ("mlp_single", "adc_equal", "adc_static", "adc_uncertainty", "adc_gradnorm")
+METHODS = BASELINE_METHODS + ADC_METHODS
+BALANCER = {"mlp_single": "equal", "adc_equal": "equal", "adc_static": "static",
+            "adc_uncertainty": "uncertainty", "adc_gradnorm": "gradnorm"}
+
+KS = (10, 20)
+METRIC = ("ndcg", 10)  # the validation metric every method is tuned on (mean over domains)
+
+# Stage 1: learning rates of the ADC backbone, most promising first (budget N takes N).
+LR_GRID = (1e-2, 3e-3, 3e-2, 1e-3, 5e-3, 2e-2, 5e-4, 2e-3)
+GAMMAS = (1.5, 0.5, 3.0, 0.0, 1.0, 2.0, 0.25, 5.0)  # GradNorm's asymmetry; 1.5 is the paper's
+UNCERTAINTY_LRS = (0.025, 0.01, 0.1, 0.0025, 0.05, 0.005, 0.25, 0.001)
+
+
+def static_candidates(k: int) -> list[list[float]]:
+    """Static weights for K domains: one domain up-weighted by 2, 4, 8, 16 (all-equal is adc_equal)."""
+    out = []
+    for factor in (2.0, 4.0, 8.0, 16.0):
+        for j in range(k):
+            out.append([factor if i == j else 1.0 for i in range(k)])
+    return out
+
+
+def knob_candidates(method: str, num_domains: int, n: int) -> tuple[str, list[Any]]:
+    """(TrainConfig key, its first ``n`` values) that stage 2 searches for ``method``."""
+    if method == "adc_static":
+        return "static_weights", static_candidates(num_domains)[:n]
+    if method == "adc_gradnorm":
+        return "gamma", list(GAMMAS[:n])
+    if method == "adc_uncertainty":
+        return "balancer_lr", list(UNCERTAINTY_LRS[:n])
+    raise ValueError(f"{method} has no stage-2 knob")
+
+
+@dataclass
+class FinalRun:
+    """One method x seed on the test split: per-user metrics and (ADC) the per-epoch history."""
+
+    per_user: pd.DataFrame  # user, domain, recall@10, recall@20, ndcg@10, ndcg@20
+    history: pd.DataFrame  # long: epoch, domain, loss, weight, valid_ndcg10 (empty for baselines)
+    best_epoch: float | None
+    seconds: float
+
+
+# ----------------------------------------------------------------------------- baselines
+def baseline_valid(name: str, task_name: str, params: dict[str, Any], seed: int = 0) -> float:
+    """Validation NDCG@10 (mean over domains) of baseline ``name`` with ``params`` on split ``seed``."""
+    from adc_dist.baselines import fit_baseline
+    from adc_dist.data import load_task
+    from adc_dist.evaluate import evaluate
+
+    task = load_task(task_name, seed=seed)
+    scorer = fit_baseline(name, task, params, seed=seed)
+    return evaluate(scorer.score_fn, task, "valid", list(KS)).flat("valid")[_valid_key("mean")]
+
+
+def baseline_final(name: str, task_name: str, params: dict[str, Any], seed: int) -> FinalRun:
+    from adc_dist.baselines import fit_baseline
+    from adc_dist.data import load_task
+    from adc_dist.evaluate import evaluate
+
+    t0 = time.perf_counter()
+    task = load_task(task_name, seed=seed)
+    scorer = fit_baseline(name, task, params, seed=seed)
+    per_user = evaluate(scorer.score_fn, task, "test", list(KS), per_user=True).per_user
+    return FinalRun(per_user, pd.DataFrame(), None, time.perf_counter() - t0)
+
+
+# ----------------------------------------------------------------------------- ADC
+def adc_final(cfg, run_root: Path, domains: tuple[str, ...], method: str) -> FinalRun:
+    """Train ``cfg`` (a TrainConfig) in-process and test its best validated epoch.
+
+    ``mlp_single`` trains one run per domain (``domains=[d]``) and joins their results.
+    """
+    from adc_dist.train import run
+
+    t0 = time.perf_counter()
+    per_user, history, best = [], [], []
+    for doms in ([[d] for d in domains] if method == "mlp_single" else [None]):
+        c = cfg.replace(domains=doms, name=f"{cfg.name}{'-' + doms[0] if doms else ''}",
+                        storage_path=str(run_root), num_workers=1)
+        _remove_tree(run_root / c.name)  # a run interrupted earlier starts afresh
+        summary = run(c, local=True, quiet=True, per_user=True)
+        per_user.append(summary.per_user)
+        history.append(long_history(summary.history))
+        best.append(summary.final["best_epoch"])
+    return FinalRun(pd.concat(per_user, ignore_index=True), pd.concat(history, ignore_index=True),
+                    float(sum(best)) / len(best), time.perf_counter() - t0)
+
+
+def adc_valid(cfg, run_root: Path) -> float:
+    """Validation NDCG@10 (mean over domains, best epoch) of one ADC run, in-process."""
+    from adc_dist.train import run
+
+    _remove_tree(run_root / cfg.name)
+    summary = run(cfg.replace(storage_path=str(run_root), num_workers=1), local=True, quiet=True)
+    return float(summary.final[f"best_{_valid_key('mean')}"])
+
+
+def long_history(history: pd.DataFrame) -> pd.DataFrame:
+    """A run's per-epoch history (loss_<d>, weight_<d>, valid_ndcg10_<d> columns) in long form."""
+    domains = [c[len("loss_"):] for c in history.columns if c.startswith("loss_")]
+    key = _valid_key
+    rows = []
+    for d in domains:
+        part = pd.DataFrame({"epoch": history["epoch"], "domain": d, "loss": history[f"loss_{d}"],
+                             "weight": history[f"weight_{d}"]})
+        part["valid_ndcg10"] = history[key(d)] if key(d) in history else float("nan")
+        rows.append(part)
+    return pd.concat(rows, ignore_index=True)
+
+
+def _valid_key(domain: str) -> str:
+    return f"valid_{METRIC[0]}{METRIC[1]}_{domain}"
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    if path.exists():
+        shutil.rmtree(path)
