@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
+import math
 import os
 import re
 import sys
@@ -247,9 +248,13 @@ def _check_local_resources(nw: int, cpw: float, gpw: float) -> None:
     import torch
 
     cpus = os.cpu_count() or 1
-    if nw * cpw > cpus:
-        raise AdcError(f"one trial asks for {nw} worker(s) x {cpw:g} CPUs = {nw * cpw:g} CPUs; this machine has "
-                       f"{cpus}: it would wait forever. Use fewer workers or --cpus-per-worker {cpus / nw:g}")
+    # An N-worker trial's own process holds 0.01 CPU besides its workers.
+    need = nw * cpw + (0.01 if nw > 1 else 0.0)
+    if need > cpus + 1e-9:
+        fit = (cpus - (0.01 if nw > 1 else 0.0)) / nw
+        raise AdcError(f"one trial asks for {nw} worker(s) x {cpw:g} CPUs{' + 0.01 for the trial' if nw > 1 else ''}"
+                       f" = {need:g} CPUs; this machine has {cpus}: it would wait forever. Use fewer workers or "
+                       f"--cpus-per-worker {math.floor(fit * 100) / 100:g}")
     if gpw and not torch.cuda.is_available():
         raise AdcError(f"--gpus-per-worker {gpw:g}: no CUDA GPU is visible here; drop it to run on CPU, or "
                        f"submit to a GPU cluster (RAY_ADDRESS / ray job submit)")

@@ -39,7 +39,7 @@ def test_plan_resolves_resources_and_scheduler(tmp_path, data_root):
     assert p.resources == {"cpu": 0.5} and p.num_workers == 1
     assert p.space.fixed["epochs"] == 1 and p.space.fixed["cpus_per_worker"] == 0.5
     assert p.results.uri == str(tmp_path / "s") and p.experiment == "run-1"
-    multi = plan(tmp_path, SMOKE, "amazon-book-music", num_workers=2, cpus_per_worker=1)
+    multi = plan(tmp_path, SMOKE, "amazon-book-music", num_workers=2, cpus_per_worker=0.5)
     assert multi.resources == {"cpu": 0.01} and multi.space.fixed["num_workers"] == 2
 
 
@@ -48,6 +48,7 @@ def test_plan_resolves_resources_and_scheduler(tmp_path, data_root):
     (dict(set_values={"epoch": 3}), "did you mean epochs"),
     (dict(set_values={"gamma": 1.0}), "both fixed and searched"),
     (dict(num_workers=4, cpus_per_worker=1), "would wait forever"),
+    (dict(num_workers=2, cpus_per_worker=1), "2 worker(s) x 1 CPUs + 0.01 for the trial = 2.01 CPUs"),
     (dict(gpus_per_worker=0.5, num_workers=2, cpus_per_worker=0.5), "fractional GPUs are for one-worker"),
     (dict(gpus_per_worker=0.25), "no CUDA GPU is visible"),
     (dict(num_samples=0), "--num-samples must be >= 1"),
