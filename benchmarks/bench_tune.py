@@ -110,7 +110,8 @@ def main() -> None:
     space = load_space(REPO / "tune_spaces" / "smoke.yaml", overrides={"epochs": args.epochs})
     samples = max(1, -(-args.trials // (space.trials_per_task() * len(tasks))))
     cores = os.cpu_count() or 1
-    cpw = args.cpus_per_worker or min(1.0, cores / (args.concurrent * args.num_workers))
+    spare = 0.01 * args.concurrent if args.num_workers > 1 else 0.0  # an N-worker trial's own process
+    cpw = args.cpus_per_worker or min(1.0, int(100 * (cores - spare) / (args.concurrent * args.num_workers)) / 100)
     load0 = os.getloadavg()[0]
     sampler = MemorySampler()
     sampler.start()
