@@ -150,6 +150,7 @@ def _ray_worker(config: dict[str, Any]) -> dict[str, Any]:
     from adc_dist.reporting import RayTrainReporter
 
     cfg = from_mapping(config["cfg"])
+    _quiet_ray_report_log()
     reporter = RayTrainReporter(quiet=config.get("quiet", False))
     out = fit(cfg, reporter, per_user=config.get("per_user", False))
     node = ray.get_runtime_context().get_node_id()
@@ -162,16 +163,30 @@ def _ray_worker(config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _quiet_ray_report_log() -> None:
+    """Train V2 logs every report (all metrics) at INFO: our epoch line already says it."""
+    import logging
+
+    try:
+        from ray.train.v2._internal.execution import context
+    except ImportError:  # a Ray without that module: nothing to quiet
+        return
+    logging.getLogger(context.__file__).setLevel(logging.WARNING)
+
+
 def build_trainer(cfg: TrainConfig, *, callbacks: Sequence[Any] | None = None, quiet: bool = False,
                   per_user: bool = False, controller_failure_limit: int | None = None):
     """A TorchTrainer for ``cfg`` (name and num_workers resolved). Ray must be importable."""
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     failure = FailureConfig(max_failures=cfg.max_failures)
     if controller_failure_limit is not None:
         failure = FailureConfig(max_failures=cfg.max_failures, controller_failure_limit=controller_failure_limit)
     env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+    # Train V2 re-routes print() through its logger, which showed every epoch line twice;
+    # plain prints reach the driver once through Ray's log forwarding.
+    env["RAY_TRAIN_ENABLE_PRINT_PATCH"] = "0"
     return TorchTrainer(
         _ray_worker,
         train_loop_config={"cfg": cfg.to_dict(), "quiet": quiet, "per_user": per_user},
@@ -184,7 +199,9 @@ def build_trainer(cfg: TrainConfig, *, callbacks: Sequence[Any] | None = None, q
             # The newest two: the one being written when a worker dies may be lost.
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             callbacks=list(callbacks or []),
-            worker_runtime_env={"env_vars": env} if env else None),
+            # Our epoch line says what Ray's per-report INFO lines would, in one line.
+            logging_config=LoggingConfig(log_level="WARNING"),
+            worker_runtime_env={"env_vars": env}),
     )
 
 
@@ -193,9 +210,13 @@ def _connect_ray(cfg: TrainConfig, *, quiet: bool) -> TrainConfig:
     import ray
 
     if not ray.is_initialized():
+        if not os.environ.get("RAY_ADDRESS"):
+            # A local Ray is not on spot instances: its preemption watcher only logs noise.
+            os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
         # RAY_ADDRESS (set by `ray job submit`) connects to the cluster; else a local one.
-        ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=not quiet,
-                 include_dashboard=False if not os.environ.get("RAY_ADDRESS") else None)
+        # The dashboard stays on: it serves the State API that Train V2's placement-group
+        # cleaner polls (without it, a warning every second).
+        ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=not quiet)
     res = ray.cluster_resources()
     if cfg.num_workers == 0:
         cfg = cfg.replace(num_workers=default_num_workers(cfg, res.get("GPU", 0), res.get("CPU", 1)))
