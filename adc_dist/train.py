@@ -319,10 +319,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def cli() -> None:
-    """Console script ``adc-train``: errors as one line and exit 2, like ``python -m``."""
-    run_cli(main)
-
-
 if __name__ == "__main__":
-    cli()
+    run_cli(main)
