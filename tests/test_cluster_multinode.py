@@ -17,16 +17,15 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from contextlib import closing
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from procs import free_port, ray_cli
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(480)]
@@ -34,16 +33,6 @@ pytestmark = [pytest.mark.ray, pytest.mark.timeout(480)]
 RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
            "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25", "RAY_USAGE_STATS_ENABLED": "0"}
 OBJECT_STORE = str(150 * 2**20)
-
-
-def _free_port() -> int:
-    with closing(socket.socket()) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ray(*args: str) -> list[str]:
-    return [str(Path(sys.executable).parent / "ray"), *args]
 
 
 def _alive_nodes(dashboard: str) -> list[dict]:
@@ -105,7 +94,7 @@ def _stop(procs: list[subprocess.Popen], temp_dir: Path) -> None:
 @pytest.fixture
 def two_nodes(tmp_path):
     """(GCS address, dashboard URL, env, node ids) of a head + one more node on 127.0.0.1."""
-    gcs, dash = _free_port(), _free_port()
+    gcs, dash = free_port(), free_port()
     temp_dir = Path("/tmp") / f"adcmn{os.getpid()}"  # short: Ray's socket paths have a length limit
     env = {**os.environ, **RAY_ENV}
     common = ["--block", "--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--num-gpus", "0",
@@ -117,14 +106,14 @@ def two_nodes(tmp_path):
     dashboard = f"http://127.0.0.1:{dash}"
     try:
         procs.append(subprocess.Popen(
-            _ray("start", "--head", "--port", str(gcs), "--dashboard-host", "127.0.0.1",
-                 "--dashboard-port", str(dash), "--dashboard-agent-listen-port", str(_free_port()),
-                 "--ray-client-server-port", str(_free_port()), "--temp-dir", str(temp_dir), *common),
+            ray_cli("start", "--head", "--port", str(gcs), "--dashboard-host", "127.0.0.1",
+                 "--dashboard-port", str(dash), "--dashboard-agent-listen-port", str(free_port()),
+                 "--ray-client-server-port", str(free_port()), "--temp-dir", str(temp_dir), *common),
             env=env, stdout=open(logs / "head.out", "w"), stderr=subprocess.STDOUT, start_new_session=True))
         _wait(lambda: len(_alive_nodes(dashboard)) == 1, procs, "the head", logs)
         procs.append(subprocess.Popen(
-            _ray("start", "--address", f"127.0.0.1:{gcs}",
-                 "--dashboard-agent-listen-port", str(_free_port()), *common),
+            ray_cli("start", "--address", f"127.0.0.1:{gcs}",
+                 "--dashboard-agent-listen-port", str(free_port()), *common),
             env=env, stdout=open(logs / "node2.out", "w"), stderr=subprocess.STDOUT, start_new_session=True))
         _wait(lambda: len(_alive_nodes(dashboard)) == 2, procs, "the second node", logs)
         node_ids = sorted(n["node_id"] for n in _alive_nodes(dashboard))

@@ -9,39 +9,27 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 import urllib.request
-from contextlib import closing
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from procs import free_port, ray_cli
 
 REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 
 
-def _free_port() -> int:
-    with closing(socket.socket()) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ray(*args: str) -> list[str]:
-    return [str(Path(sys.executable).parent / "ray"), *args]
-
-
 @pytest.fixture
 def ray_head(tmp_path):
-    gcs, dash = _free_port(), _free_port()
+    gcs, dash = free_port(), free_port()
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     temp_dir = Path("/tmp") / f"rayjob{os.getpid()}"  # Ray wants a short socket path
     head = subprocess.Popen(
-        _ray("start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(gcs),
+        ray_cli("start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(gcs),
              "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash), "--num-cpus", "2",
              "--object-store-memory", str(200 * 2**20), "--temp-dir", str(temp_dir), "--disable-usage-stats"),
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -73,7 +61,7 @@ def test_ray_job_submit_runs_a_training_job_into_a_run_directory(ray_head, tmp_p
     address, env = ray_head
     storage = tmp_path / "runs"
     proc = subprocess.run(
-        _ray("job", "submit", "--address", address, "--working-dir", str(REPO), "--",
+        ray_cli("job", "submit", "--address", address, "--working-dir", str(REPO), "--",
              "python", "-m", "adc_dist.train", "--num_workers", "2", "--epochs", "1", "--d", "16",
              "--batch_size", "4096", "--topk", "10", "--early_stop_metric", "ndcg@10",
              "--storage_path", str(storage), "--name", "job"),

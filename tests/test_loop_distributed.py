@@ -7,8 +7,6 @@ Train's TorchTrainer does for the same loop, and takes seconds instead of a clus
 from __future__ import annotations
 
 import os
-import socket
-from contextlib import closing
 
 import numpy as np
 import pytest
@@ -23,15 +21,10 @@ from adc_dist.data.sampling import NegativeSampler, rng_for
 from adc_dist.loop import _epoch_plan, make_batch, train_step
 from adc_dist.model import ADC, domain_losses
 from synthetic import make_task
+from procs import free_port
 
 WORLD = 2
 STEPS_CHECKED = 2  # epochs; every step of each is compared across ranks
-
-
-def _free_port() -> int:
-    with closing(socket.socket()) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _cfg(balancer: str) -> TrainConfig:
@@ -71,7 +64,7 @@ def _rank_main(rank: int, port: int, balancer: str, out_dir: str) -> None:
 
 
 def _run_two_ranks(balancer: str, tmp_path) -> list[dict]:
-    mp.spawn(_rank_main, args=(_free_port(), balancer, str(tmp_path)), nprocs=WORLD, join=True)
+    mp.spawn(_rank_main, args=(free_port(), balancer, str(tmp_path)), nprocs=WORLD, join=True)
     return [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
 
 

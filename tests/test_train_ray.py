@@ -18,6 +18,7 @@ import pytest
 
 from adc_dist.config import TrainConfig
 from adc_dist.train import run
+from procs import descendants
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(420)]
 
@@ -39,26 +40,9 @@ def _cfg(tmp_path: Path, name: str, **kw) -> TrainConfig:
                        name=name, **kw).validate()
 
 
-def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                ppid = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(p.name))
-    out, todo = [], [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.append(c)
-            todo.append(c)
-    return out
-
-
 def _train_worker_pids() -> list[int]:
     pids = []
-    for pid in _descendants(os.getpid()):
+    for pid in descendants(os.getpid()):
         try:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
         except OSError:
