@@ -25,12 +25,15 @@ pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 
 @pytest.fixture
 def ray_head(tmp_path):
+    # Every port our own: another Ray on this machine (a user's, a parallel job) must not
+    # take the job agent's default port, or the head has no agent to run jobs.
     gcs, dash = free_port(), free_port()
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     temp_dir = Path("/tmp") / f"rayjob{os.getpid()}"  # Ray wants a short socket path
     head = subprocess.Popen(
         ray_cli("start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(gcs),
              "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash), "--num-cpus", "2",
+             "--dashboard-agent-listen-port", str(free_port()), "--ray-client-server-port", str(free_port()),
              "--object-store-memory", str(200 * 2**20), "--temp-dir", str(temp_dir), "--disable-usage-stats"),
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     address = f"http://127.0.0.1:{dash}"
@@ -60,12 +63,18 @@ def ray_head(tmp_path):
 def test_ray_job_submit_runs_a_training_job_into_a_run_directory(ray_head, tmp_path, data_root):
     address, env = ray_head
     storage = tmp_path / "runs"
-    proc = subprocess.run(
-        ray_cli("job", "submit", "--address", address, "--working-dir", str(REPO), "--",
-             "python", "-m", "adc_dist.train", "--num_workers", "2", "--epochs", "1", "--d", "16",
-             "--batch_size", "4096", "--topk", "10", "--early_stop_metric", "ndcg@10",
-             "--storage_path", str(storage), "--name", "job"),
-        env=env, capture_output=True, text=True, timeout=240, cwd=REPO)
+    argv = ray_cli("job", "submit", "--address", address, "--working-dir", str(REPO), "--",
+                   "python", "-m", "adc_dist.train", "--num_workers", "2", "--epochs", "1", "--d", "16",
+                   "--batch_size", "4096", "--topk", "10", "--early_stop_metric", "ndcg@10",
+                   "--storage_path", str(storage), "--name", "job")
+    deadline = time.time() + 90
+    while True:
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=240, cwd=REPO)
+        # The dashboard answers before its job agent is registered (slowly, on a loaded
+        # machine); Ray says "try again later" then, and so do we.
+        if "No available agent" not in proc.stderr + proc.stdout or time.time() > deadline:
+            break
+        time.sleep(3)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "succeeded" in proc.stdout.lower()
     run_dir = storage / "job"
