@@ -101,6 +101,7 @@ class Comparison:
         self.s = s
         self.t0 = time.time()
         self.out = Collected()
+        self.reused = self.computed = 0  # work units read from the cache / computed now
         (s.work / "units").mkdir(parents=True, exist_ok=True)
 
     # ------------------------------------------------------------------ helpers
@@ -113,7 +114,12 @@ class Comparison:
         h = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:20]
         return self.s.work / "units" / f"{h}.pkl"
 
+    def _load(self, path: Path) -> Any:
+        self.reused += 1
+        return pickle.loads(path.read_bytes())
+
     def _store(self, path: Path, value: Any) -> Any:
+        self.computed += 1
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(pickle.dumps(value))
         os.replace(tmp, path)
@@ -122,7 +128,7 @@ class Comparison:
     def memo(self, key: dict[str, Any], compute: Callable[[], Any]) -> Any:
         """``compute()`` once per key; the value is kept under <work>/units (resumable runs)."""
         path = self._unit(key)
-        return pickle.loads(path.read_bytes()) if path.is_file() else self._store(path, compute())
+        return self._load(path) if path.is_file() else self._store(path, compute())
 
     def start_ray(self) -> None:
         import ray
@@ -145,8 +151,9 @@ class Comparison:
         for i, (key, fn, kwargs) in enumerate(jobs):
             path = self._unit(key)
             if path.is_file():
-                values[i] = pickle.loads(path.read_bytes())
+                values[i] = self._load(path)
             else:
+                self.start_ray()
                 pending[remote.remote(fn, kwargs)] = (i, path)
         while pending:
             (ref,), _ = ray.wait(list(pending), num_returns=1)
@@ -174,6 +181,7 @@ class Comparison:
                    "search": {k: {"grid": v} for k, v in search.items()}, "tune": {"scheduler": "fifo"}}
             n = int(np.prod([len(v) for v in search.values()]))
             self.log(f"  tune sweep {name}: {n} trials ({', '.join(f'{k} in {v}' for k, v in search.items())})")
+            self.start_ray()
             uri = run_sweep(parse_space(raw, where=f"compare sweep {name}"), [task], name=name,
                             storage=str(storage), scheduler="fifo", quiet=True, seed=0)
             trials = load_results(uri).trials
@@ -310,7 +318,6 @@ class Comparison:
         from adc_dist.data import load_task
 
         s = self.s
-        self.start_ray()
         best_lr: dict[str, float] = {}
         for i, task_name in enumerate(s.tasks, 1):
             task = load_task(task_name, seed=0)
@@ -344,7 +351,8 @@ class Comparison:
     def write(self) -> None:
         from adc_dist.comparison_report import write_outputs
 
-        write_outputs(self.out, self.s, wall_s=time.time() - self.t0, log=self.log)
+        write_outputs(self.out, self.s, wall_s=time.time() - self.t0, reused=self.reused, computed=self.computed,
+                      log=self.log)
 
 
 # ---------------------------------------------------------------------------- CLI

@@ -69,34 +69,38 @@ def main_figure(results: pd.DataFrame, path: Path, metric: str = "ndcg@10", titl
 
 def trajectories_figure(histories: pd.DataFrame, path: Path, methods=("adc_gradnorm", "adc_uncertainty"),
                         title: str = "") -> Path:
-    """Weights (left) and loss ratios L_k(t)/L_k(1) (right) per epoch; mean over seeds."""
+    """Per task (row): each method's weights w_k (one panel each: their scales differ), and the
+    loss ratios L_k(t)/L_k(1) of all of them (last panel); per epoch, mean over seeds."""
     h = histories[histories["method"].isin(methods)]
     tasks = list(dict.fromkeys(h["task"]))
-    fig, axes = plt.subplots(len(tasks), 2, figsize=(9, 2.3 * len(tasks) + 0.6), squeeze=False, sharex=True)
+    present = [m for m in methods if (h["method"] == m).any()]
+    ncols = len(present) + 1
+    fig, axes = plt.subplots(len(tasks), ncols, figsize=(3.6 * ncols, 2.3 * len(tasks) + 0.6), squeeze=False,
+                             sharex=True)
     for row, task in zip(axes, tasks):
         ht = h[h["task"] == task]
         domains = list(dict.fromkeys(ht["domain"]))
-        for m in ordered_methods(ht["method"].unique()):
+        for j, m in enumerate(present):
             hm = ht[ht["method"] == m]
             first = hm[hm["epoch"] == hm.groupby(["seed", "domain"])["epoch"].transform("min")]
             hm = hm.merge(first[["seed", "domain", "loss"]].rename(columns={"loss": "loss0"}), on=["seed", "domain"])
-            hm = hm.assign(ratio=hm["loss"] / hm["loss0"])
-            mean = hm.groupby(["domain", "epoch"])[["weight", "ratio"]].mean()
+            mean = hm.assign(ratio=hm["loss"] / hm["loss0"]).groupby(["domain", "epoch"])[["weight", "ratio"]].mean()
             for i, dom in enumerate(domains):
                 if dom not in mean.index.get_level_values(0):
                     continue
                 md = mean.loc[dom]
-                kw = {"color": f"C{i}", "ls": _STYLES.get(m, "-"), "label": f"{METHOD_LABELS.get(m, m)}: {dom}"}
-                row[0].plot(md.index, md["weight"], **kw)
-                row[1].plot(md.index, md["ratio"], **kw)
-        row[0].set_ylabel(f"{task.removeprefix('amazon-')}\nweight w_k")
-        row[1].set_ylabel("L_k(t) / L_k(1)")
-        row[1].legend(fontsize=7)
+                row[j].plot(md.index, md["weight"], color=f"C{i}", label=dom)
+                row[-1].plot(md.index, md["ratio"], color=f"C{i}", ls=_STYLES.get(m, "-"),
+                             label=f"{METHOD_LABELS.get(m, m)}: {dom}")
+            row[j].set_title(f"{task.removeprefix('amazon-')}: {METHOD_LABELS.get(m, m)} w_k", fontsize=9)
+            row[j].legend(fontsize=7)
+        row[-1].set_title(f"{task.removeprefix('amazon-')}: L_k(t) / L_k(1)", fontsize=9)
+        row[-1].legend(fontsize=6)
         for ax in row:
             ax.grid(alpha=0.3)
-    axes[-1, 0].set_xlabel("epoch")
-    axes[-1, 1].set_xlabel("epoch")
-    fig.suptitle(title or "Domain weights and loss ratios over training (mean over seeds)", y=1.0)
+    for ax in axes[-1]:
+        ax.set_xlabel("epoch")
+    fig.suptitle(title or "Domain weights and training-loss ratios per epoch (mean over seeds)", y=1.0)
     fig.tight_layout()
     return _save(fig, path)
 

@@ -60,29 +60,35 @@ def significance(per_user: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else pd.DataFrame()
 
 
-def _static_vs_gradnorm_line(res: pd.DataFrame) -> str:
-    """One honest sentence: in how many task x domain columns does GradNorm beat tuned static?"""
-    m = res[res["method"].isin([TARGET, "adc_static"])]
-    if m["method"].nunique() < 2:
-        return ""
-    means = m.groupby(["task", "domain", "method"])["ndcg@10"].mean().unstack("method")
-    wins = int((means[TARGET] > means["adc_static"]).sum())
-    return (f"ADC GradNorm has the higher mean test NDCG@10 than tuned static weights in {wins} of "
-            f"{len(means)} task-domain columns (mean over columns: GradNorm "
-            f"{means[TARGET].mean():.4f}, static {means['adc_static'].mean():.4f}).")
+def _gradnorm_lines(res: pd.DataFrame) -> list[str]:
+    """Honest one-liners: in how many task x domain columns does GradNorm beat tuned static / equal?"""
+    out = []
+    for rival in ("adc_static", "adc_equal"):
+        m = res[res["method"].isin([TARGET, rival])]
+        if m["method"].nunique() < 2:
+            continue
+        means = m.groupby(["task", "domain", "method"])["ndcg@10"].mean().unstack("method")
+        wins = int((means[TARGET] > means[rival]).sum())
+        out.append(f"- ADC GradNorm has a higher mean test NDCG@10 than {METHOD_LABELS[rival]} in {wins} of "
+                   f"{len(means)} task-domain columns (mean over the columns: GradNorm {means[TARGET].mean():.4f}, "
+                   f"{METHOD_LABELS[rival]} {means[rival].mean():.4f}).")
+    return out
 
 
-def report_markdown(res: pd.DataFrame, sig: pd.DataFrame, tuning: pd.DataFrame, settings, wall_s: float) -> str:
+def report_markdown(res: pd.DataFrame, sig: pd.DataFrame, tuning: pd.DataFrame, settings, wall_s: float,
+                    reused: int = 0, computed: int = 0) -> str:
     main = res[res["study"] == "main"]
     n_seeds = main["seed"].nunique()
+    cache = (f" ({reused} of {reused + computed} work units were read from the cache "
+             f"`{settings.work}` of earlier invocations)" if reused else "")
     lines = ["# ADC against baselines: results", "",
-             f"Produced by `{settings.command}` in {wall_s / 60:.1f} min on {platform.node()} "
+             f"Produced by `{settings.command}` in {wall_s / 60:.1f} min{cache} on {platform.node()} "
              f"({os.cpu_count()} CPUs, CPU only). Seeds {settings.seeds} (each seed is the split seed and the "
              f"model seed); validation budget {settings.budget} configurations per method; "
              f"mean ± sample std over the {n_seeds} seeds; the best mean per column in **bold**.", ""]
-    line = _static_vs_gradnorm_line(main)
-    if line:
-        lines += [line, ""]
+    found = _gradnorm_lines(main)
+    if found:
+        lines += found + [""]
     for metric in METRICS:
         lines += [f"## Test {metric.replace('ndcg', 'NDCG').replace('recall', 'Recall')}", "",
                   markdown_table(main, metric), ""]
@@ -115,7 +121,8 @@ def report_markdown(res: pd.DataFrame, sig: pd.DataFrame, tuning: pd.DataFrame, 
     return "\n".join(lines)
 
 
-def write_outputs(collected, settings, *, wall_s: float, log: Callable[[str], Any] = print) -> None:
+def write_outputs(collected, settings, *, wall_s: float, reused: int = 0, computed: int = 0,
+                  log: Callable[[str], Any] = print) -> None:
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
     res = pd.DataFrame(collected.rows)
@@ -132,7 +139,7 @@ def write_outputs(collected, settings, *, wall_s: float, log: Callable[[str], An
         _write_parquet(_compact(hist), out / "histories.parquet")
     if len(sig):
         _write_parquet(sig, out / "significance.parquet")
-    (out / "results.md").write_text(report_markdown(res, sig, tuning, settings, wall_s))
+    (out / "results.md").write_text(report_markdown(res, sig, tuning, settings, wall_s, reused, computed))
 
     main = res[res["study"] == "main"]
     figs.main_figure(main, out / "main_ndcg10.png")

@@ -66,13 +66,20 @@ def markdown_table(results: pd.DataFrame, metric: str, digits: int = 4) -> str:
     return "\n".join(lines)
 
 
+def _p(p: float) -> str:
+    return "< 1e-300" if p == 0 else f"{p:.2g}"  # 0.0 is a float underflow, not a p-value
+
+
 def significance_table(sig: pd.DataFrame) -> str:
     """The paired tests (adc_dist.significance.versus_best_other) as a markdown table."""
-    lines = ["| task: domain | best other | users | ADC GradNorm | other | Δ | Wilcoxon p | t-test p | Holm p | verdict |",
+    lines = ["| task: domain | rival | users | ADC GradNorm | rival's | Δ | Wilcoxon p | t-test p | Holm p | verdict |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in sig.itertuples():
+        verdict = r.verdict
+        for m in (r.method_a, r.method_b):
+            verdict = verdict.replace(f"{m} better", f"{METHOD_LABELS.get(m, m)} better")
         lines.append(
             f"| {column_label(r.task, r.domain)} | {METHOD_LABELS.get(r.method_b, r.method_b)} | {r.n_users} | "
-            f"{r.mean_a:.4f} | {r.mean_b:.4f} | {r.mean_diff:+.4f} | {r.wilcoxon_p:.2g} | {r.ttest_p:.2g} | "
-            f"{r.p_holm:.2g} | {r.verdict} |")
+            f"{r.mean_a:.4f} | {r.mean_b:.4f} | {r.mean_diff:+.4f} | {_p(r.wilcoxon_p)} | {_p(r.ttest_p)} | "
+            f"{_p(r.p_holm)} | {verdict} |")
     return "\n".join(lines)
