@@ -176,7 +176,7 @@ def _score_block(score_fn: ScoreFn, task: TaskData, k: int, u: np.ndarray, exclu
     elif scores.dtype in (torch.float16, torch.bfloat16):
         scores = scores.float()  # ranking in float32: bf16's 8-bit mantissa ties many items
     scores = scores.to(device)
-    if torch.isnan(scores).any():
+    if scores.numel() and torch.isnan(scores.amax()):  # amax propagates NaN: one pass, no mask
         raise ValueError(f"score_fn returned NaN scores for domain {task.domains[k]!r}")
     # Out-of-place index_put: the caller's tensor (maybe a shared or expanded one) stays intact.
     scores = scores.index_put(_dense_rows(excluded, u, device), torch.tensor(float("-inf"), device=device,

@@ -29,23 +29,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from adc_dist.errors import AdcError
+from adc_dist.pair_scorer import default_chunk_pairs, default_threads, score_pairs
 
 if TYPE_CHECKING:  # only for the type of from_config's argument
     from adc_dist.config import TrainConfig
-
-# Pairs per chunk in score_all. CPU: 64k pairs (~26 MB of activations at width 100).
-# On one thread the chunk size hardly changes the CPU time (8k..128k pairs measured
-# within noise); with two OpenMP threads on a loaded machine every op's barrier can wait
-# for a descheduled thread, and 8k-pair chunks (many small parallel regions) ran 3-7x
-# slower than 64k-pair ones (docs/model.md). GPU: large enough to fill the device,
-# small enough (~0.4 GB at width 100 in fp32) to sit beside training.
-CPU_CHUNK_PAIRS = 1 << 16
-GPU_CHUNK_PAIRS = 1 << 20
-
-
-def default_chunk_pairs(device: torch.device) -> int:
-    """score_all's chunk size on ``device`` (user x item pairs per chunk)."""
-    return CPU_CHUNK_PAIRS if device.type == "cpu" else GPU_CHUNK_PAIRS
 
 
 def hidden_widths(d: int, num_layers: int, shape: str) -> list[int]:
@@ -180,16 +167,19 @@ class ADC(nn.Module):
 
     # ---------------------------------------------------------------- ranking path
     @torch.no_grad()
-    def score_all(self, users: Tensor, k: int, *, chunk_pairs: int | None = None) -> Tensor:
+    def score_all(self, users: Tensor, k: int, *, chunk_pairs: int | None = None,
+                  threads: int | None = None) -> Tensor:
         """Logits of every item of domain k for each user: [U] -> [U, n_items[k]].
 
         The first layer factorises, ``W_1 [p_u; q_i] + b_1 = (W_1u p_u) + (W_1i q_i + b_1)``:
         the user half is computed once per user ([U, w_1]) and the item half once per
         item ([I, w_1]); a broadcast add gives every pair's first pre-activation. The
         remaining layers run on chunks of about ``chunk_pairs`` pairs (default:
-        :func:`default_chunk_pairs`), so memory stays O(chunk_pairs * max width) whatever
-        U and I are. Dropout is not applied: ranking is deterministic, dropout is a
-        training-time regulariser.
+        :func:`~adc_dist.pair_scorer.default_chunk_pairs`), so memory stays
+        O(chunk_pairs * max width) per thread whatever U and I are. On CPU, ``threads``
+        (default: torch's intra-op thread count) threads score blocks of users with one
+        intra-op thread each (adc_dist.pair_scorer says why). Dropout is not applied:
+        ranking is deterministic, dropout is a training-time regulariser.
 
         Runs in the autocast dtype when autocast is on for the model's device (bf16 on
         GPU), else in the parameters' dtype; the result has that dtype.
@@ -201,6 +191,8 @@ class ADC(nn.Module):
         dev = self.user_emb.weight.device
         if chunk_pairs is None:
             chunk_pairs = default_chunk_pairs(dev)
+        if threads is None:
+            threads = default_threads(dev)
         autocast_on = torch.is_autocast_enabled(dev.type)
         dtype = torch.get_autocast_dtype(dev.type) if autocast_on else self.user_emb.weight.dtype
         # Autocast is switched off inside and the casts are done once here: the chunk loop
@@ -212,38 +204,7 @@ class ADC(nn.Module):
             b = F.linear(cast(self.item_embs[k].weight), cast(first.weight[:, d:]), cast(first.bias))  # [I, w_1]
             rest = [(cast(lin.weight).t(), cast(lin.bias)) for lin in self.layers[1:]]
             h, c = cast(self.heads[k].weight[0]), cast(self.heads[k].bias)
-            return _score_chunks(a, b, rest, h, c, chunk_pairs)
-
-
-def _score_chunks(a: Tensor, b: Tensor, rest: list[tuple[Tensor, Tensor]], h: Tensor, c: Tensor,
-                  chunk_pairs: int) -> Tensor:
-    """h . MLP_rest(relu(a_u + b_i)) + c for every (u, i): [U, w_1], [I, w_1] -> [U, I].
-
-    ``rest`` holds (W^T, bias) of the layers after the first. Every chunk reuses the same
-    buffers: a fresh multi-MB tensor per chunk costs page faults that, on CPU, took
-    longer than the matmuls themselves.
-    """
-    U, I = a.shape[0], b.shape[0]
-    out = torch.empty(U, I, dtype=a.dtype, device=a.device)
-    ic = max(1, min(I, chunk_pairs))  # items per chunk (< I only for huge catalogues)
-    uc = max(1, min(U, chunk_pairs // ic))  # users per chunk
-    z1 = torch.empty(uc, ic, a.shape[1], dtype=a.dtype, device=a.device)
-    bufs = [torch.empty(uc * ic, wt.shape[1], dtype=a.dtype, device=a.device) for wt, _ in rest]
-    flat = torch.empty(uc * ic, dtype=a.dtype, device=a.device)
-    for u0 in range(0, U, uc):
-        nu = min(uc, U - u0)
-        for i0 in range(0, I, ic):
-            ni = min(ic, I - i0)
-            z = z1[:nu, :ni]
-            torch.add(a[u0:u0 + nu].unsqueeze(1), b[i0:i0 + ni].unsqueeze(0), out=z)
-            z = z.relu_().reshape(nu * ni, -1)
-            for (wt, bias), buf in zip(rest, bufs):
-                z = torch.addmm(bias, z, wt, out=buf[:nu * ni]).relu_()
-            if ni == I:  # whole rows: write straight into the output
-                torch.mv(z, h, out=out[u0:u0 + nu].view(-1))
-            else:
-                out[u0:u0 + nu, i0:i0 + ni] = torch.mv(z, h, out=flat[:nu * ni]).view(nu, ni)
-    return out.add_(c)
+            return score_pairs(a, b, rest, h, c, chunk_pairs=chunk_pairs, threads=threads)
 
 
 def domain_losses(logits: Sequence[Tensor]) -> Tensor:

@@ -99,6 +99,14 @@ def test_user_blocks_do_not_change_the_result_and_bad_scores_are_rejected():
         evaluate(lambda u, k: torch.zeros(len(u), 3), task, "test", [5])
     with pytest.raises(ValueError, match="NaN"):
         evaluate(lambda u, k: torch.full((len(u), task.n_items[k]), float("nan")), task, "test", [5])
+
+    def one_nan(u, k):
+        s = torch.zeros(len(u), task.n_items[k])
+        s[-1, -1] = float("nan")
+        return s
+
+    with pytest.raises(ValueError, match="NaN"):
+        evaluate(one_nan, task, "test", [5])
     with pytest.raises(ValueError, match="split"):
         evaluate(fn, task, "train", [5])
     with pytest.raises(ValueError, match="torch.distributed"):

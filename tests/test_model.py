@@ -68,8 +68,8 @@ def test_forward_rejects_a_batch_that_does_not_match_the_domains():
 
 
 @pytest.mark.parametrize("widths", [(8,), (8, 4), (16, 16, 16)])
-@pytest.mark.parametrize("chunk_pairs", [3, 7, 64, 8192])
-def test_score_all_equals_the_per_pair_forward_for_every_item(widths, chunk_pairs):
+@pytest.mark.parametrize("chunk_pairs, threads", [(3, 1), (7, 1), (64, 1), (8192, 1), (3, 2), (7, 3), (64, 2)])
+def test_score_all_equals_the_per_pair_forward_for_every_item(widths, chunk_pairs, threads):
     m = _model(widths=widths, dropout=0.5)
     m.train()  # score_all never applies dropout, so compare with the eval-mode forward
     users = torch.arange(9)
@@ -81,7 +81,7 @@ def test_score_all_equals_the_per_pair_forward_for_every_item(widths, chunk_pair
         with torch.no_grad():
             expected = m(batch_users, batch_items)[k]  # [9, n]
         m.train()
-        got = m.score_all(users, k, chunk_pairs=chunk_pairs)
+        got = m.score_all(users, k, chunk_pairs=chunk_pairs, threads=threads)
         assert got.shape == (9, n)
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-4)
 
