@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -28,7 +29,10 @@ def ray_head(tmp_path):
     # Every port our own: another Ray on this machine (a user's, a parallel job) must not
     # take the job agent's default port, or the head has no agent to run jobs.
     gcs, dash = free_port(), free_port()
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    # The job's `python` is looked up on the head's PATH: make it this interpreter's, as an
+    # activated venv does (pytest may be run as .venv/bin/python -m pytest without one).
+    path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PATH": path}
     temp_dir = Path("/tmp") / f"rayjob{os.getpid()}"  # Ray wants a short socket path
     head = subprocess.Popen(
         ray_cli("start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(gcs),
