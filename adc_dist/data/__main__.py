@@ -65,6 +65,12 @@ def _describe(args: argparse.Namespace) -> None:
     print("\noverlapping users")
     for (a, b), n in stats.overlaps(t).items():
         print(f"  {a}-{b}: {n:,}")
+    print("\nmirrored items (the same set of >= 2 users, e.g. editions of one product)")
+    for k, dom in enumerate(t.domains):
+        m = stats.mirror_stats(t, k)
+        print(f"  {dom}: {m['mirrored_items']:,} of {t.n_items[k]:,} items in {m['groups']:,} groups "
+              f"(largest {m['largest']}); {m['test_with_train_mirror']:.0%} of the test pairs have a mirror "
+              "among the user's train items")
 
 
 def _prepare(args: argparse.Namespace) -> None:

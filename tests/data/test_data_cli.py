@@ -26,6 +26,7 @@ def test_describe_book_music(capsys, shared, book_music_cache):
     assert music[1:4] == ["2,062", "5,000", "77,280"] and music[4] == "0.00750"
     assert "book-music: 1,737" in out
     assert "users 2,495" in out
+    assert "book: 5,087 of 6,000 items in 1,386 groups (largest 22)" in out
 
 
 def test_prepare_reports_built_then_cached(capsys, shared, tmp_path):

@@ -165,3 +165,30 @@ def test_bad_seed_is_an_error(shared, tmp_path):
     with pytest.raises(AdcError, match="seed"):
         load_task("amazon-book-music", data_root=shared, cache_dir=tmp_path, seed=-1)
     assert os.listdir(tmp_path) == []
+
+
+def test_mirrored_items_are_found_on_the_real_book_data(book_music):
+    # Book of the SNAP 2006 crawl lists every edition of a book with the same reviews:
+    # most items share their exact set of users with another item (docs/data.md).
+    book, music = stats.mirror_stats(book_music, 0), stats.mirror_stats(book_music, 1)
+    assert book["mirrored_items"] == 5087 and book["groups"] == 1386 and book["largest"] == 22
+    assert 0.7 < book["test_with_train_mirror"] < 0.85
+    assert music["mirrored_items"] == 1425 and 0.2 < music["test_with_train_mirror"] < 0.35
+
+
+def test_mirror_groups_and_the_share_of_test_pairs_with_a_train_mirror():
+    from adc_dist.data.task_data import Interactions, TaskData
+
+    def inter(pairs):
+        u, i = zip(*pairs)
+        return (Interactions(np.array(u, dtype=np.int64), np.array(i, dtype=np.int64)),)
+
+    # items 0 and 1 have the users {0, 1}; item 2 {0, 1, 2}; item 3 only user 2 (too few to count)
+    train = inter([(0, 0), (1, 1), (0, 2), (1, 2), (2, 3)])
+    valid = inter([(2, 2)])
+    test = inter([(0, 1), (1, 0)])  # user 0's test item 1 mirrors its train item 0; user 1 the other way round
+    t = TaskData("toy", ("a",), 3, (5,), train, valid, test, {})
+    g = stats.mirror_groups(t, 0)
+    assert g[0] == g[1] and len({g[0], g[2], g[3], g[4]}) == 4
+    m = stats.mirror_stats(t, 0)
+    assert m == {"mirrored_items": 2, "groups": 1, "largest": 2, "test_with_train_mirror": 1.0}
