@@ -45,6 +45,7 @@ import pandas as pd
 
 from adc_dist import comparison_methods as cm
 from adc_dist.errors import AdcError, run_cli
+from adc_dist.run_dir import write_bytes
 
 METRIC_COLUMNS = [f"{m}@{n}" for m in ("recall", "ndcg") for n in cm.KS]
 # ADC settings fixed in every run of the comparison (a 2-core CPU budget; --set overrides).
@@ -96,6 +97,11 @@ def _call(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
     return fn(**kwargs)
 
 
+def _digest(key: dict[str, Any]) -> str:
+    """A stable hex name for a work unit's key (its cache file, its run directory)."""
+    return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+
+
 class Comparison:
     def __init__(self, s: Settings):
         self.s = s
@@ -111,8 +117,7 @@ class Comparison:
             print(f"[{e // 3600}:{e // 60 % 60:02d}:{e % 60:02d}] {line}", flush=True)
 
     def _unit(self, key: dict[str, Any]) -> Path:
-        h = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:20]
-        return self.s.work / "units" / f"{h}.pkl"
+        return self.s.work / "units" / f"{_digest(key)[:20]}.pkl"
 
     def _load(self, path: Path) -> Any:
         self.reused += 1
@@ -120,9 +125,7 @@ class Comparison:
 
     def _store(self, path: Path, value: Any) -> Any:
         self.computed += 1
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(pickle.dumps(value))
-        os.replace(tmp, path)
+        write_bytes(str(path), pickle.dumps(value))  # atomic: an interrupted run leaves no half unit
         return value
 
     def memo(self, key: dict[str, Any], compute: Callable[[], Any]) -> Any:
@@ -176,7 +179,7 @@ class Comparison:
 
         def go() -> pd.DataFrame:
             storage = self.s.work / "sweeps"
-            cm._remove_tree(storage / name)
+            cm.remove_tree(storage / name)
             raw = {"description": f"adc_dist.compare {name}", "design": "grid", "fixed": fixed,
                    "search": {k: {"grid": v} for k, v in search.items()}, "tune": {"scheduler": "fifo"}}
             n = int(np.prod([len(v) for v in search.values()]))
@@ -287,9 +290,8 @@ class Comparison:
                     jobs.append((key, cm.baseline_final,
                                  {"name": m, "task_name": task_name, "params": best[m], "seed": seed}))
                 else:
-                    h = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:8]
-                    cfg = self.adc_cfg(task=task_name, seed=seed, name=f"{_slug(task_name)}-{m}-s{seed}-{h}",
-                                       **best[m], **extra)
+                    run_name = f"{_slug(task_name)}-{m}-s{seed}-{_digest(key)[:8]}"
+                    cfg = self.adc_cfg(task=task_name, seed=seed, name=run_name, **best[m], **extra)
                     jobs.append((key, cm.adc_final, {"cfg": cfg, "run_root": (self.s.work / "runs").resolve(),
                                                      "domains": domains, "method": m}))
 

@@ -2,7 +2,7 @@
 
 Eight methods, all scored by ``adc_dist.evaluate.evaluate`` on the same seeded splits:
 
-    popularity, bpr_mf, cmf           adc_dist.baselines (no Ray: fitted in this process)
+    popularity, bpr_mf, cmf           adc_dist.baselines (plain PyTorch, no Ray Train)
     mlp_single                        ADC on one domain (TrainConfig.domains=[d]), per domain
     adc_equal, adc_static,            ADC with that balancer (TrainConfig.balancer)
     adc_uncertainty, adc_gradnorm
@@ -111,7 +111,7 @@ def adc_final(cfg, run_root: Path, domains: tuple[str, ...], method: str) -> Fin
     for doms in ([[d] for d in domains] if method == "mlp_single" else [None]):
         c = cfg.replace(domains=doms, name=f"{cfg.name}{'-' + doms[0] if doms else ''}",
                         storage_path=str(run_root), num_workers=1)
-        _remove_tree(run_root / c.name)  # a run interrupted earlier starts afresh
+        remove_tree(run_root / c.name)  # a run interrupted earlier starts afresh
         summary = run(c, local=True, quiet=True, per_user=True)
         per_user.append(summary.per_user)
         history.append(long_history(summary.history))
@@ -124,7 +124,7 @@ def adc_valid(cfg, run_root: Path) -> float:
     """Validation NDCG@10 (mean over domains, best epoch) of one ADC run, in-process."""
     from adc_dist.train import run
 
-    _remove_tree(run_root / cfg.name)
+    remove_tree(run_root / cfg.name)
     summary = run(cfg.replace(storage_path=str(run_root), num_workers=1), local=True, quiet=True)
     return float(summary.final[f"best_{_valid_key('mean')}"])
 
@@ -146,7 +146,8 @@ def _valid_key(domain: str) -> str:
     return f"valid_{METRIC[0]}{METRIC[1]}_{domain}"
 
 
-def _remove_tree(path: Path) -> None:
+def remove_tree(path: Path) -> None:
+    """Delete a run or sweep directory left by an interrupted earlier attempt."""
     import shutil
 
     if path.exists():

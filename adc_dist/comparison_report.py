@@ -25,15 +25,10 @@ import pandas as pd
 
 from adc_dist import comparison_figures as figs
 from adc_dist.comparison_table import METHOD_LABELS, METRICS, markdown_table, significance_table
+from adc_dist.run_dir import write_bytes, write_parquet
 from adc_dist.significance import versus_best_other
 
 TARGET = "adc_gradnorm"
-
-
-def _write_parquet(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
 
 
 def _compact(df: pd.DataFrame) -> pd.DataFrame:
@@ -131,15 +126,16 @@ def write_outputs(collected, settings, *, wall_s: float, reused: int = 0, comput
     hist = pd.concat(collected.histories, ignore_index=True) if collected.histories else pd.DataFrame()
     sig = significance(per_user)
 
-    _write_parquet(_compact(res), out / "results.parquet")
+    write_parquet(str(out / "results.parquet"), _compact(res))
     cols = ["study", "task", "method", "seed", "domain", "user", *METRICS]
-    _write_parquet(_compact(per_user[cols]), out / "per_user.parquet")
-    _write_parquet(tuning, out / "tuning.parquet")
+    write_parquet(str(out / "per_user.parquet"), _compact(per_user[cols]))
+    write_parquet(str(out / "tuning.parquet"), tuning)
     if len(hist):
-        _write_parquet(_compact(hist), out / "histories.parquet")
+        write_parquet(str(out / "histories.parquet"), _compact(hist))
     if len(sig):
-        _write_parquet(sig, out / "significance.parquet")
-    (out / "results.md").write_text(report_markdown(res, sig, tuning, settings, wall_s, reused, computed))
+        write_parquet(str(out / "significance.parquet"), sig)
+    report = report_markdown(res, sig, tuning, settings, wall_s, reused, computed)
+    write_bytes(str(out / "results.md"), report.encode())
 
     main = res[res["study"] == "main"]
     figs.main_figure(main, out / "main_ndcg10.png")

@@ -248,11 +248,11 @@ def _check_local_resources(nw: int, cpw: float, gpw: float) -> None:
     import torch
 
     cpus = os.cpu_count() or 1
-    # An N-worker trial's own process holds 0.01 CPU besides its workers.
-    need = nw * cpw + (0.01 if nw > 1 else 0.0)
+    own = 0.01 if nw > 1 else 0.0  # an N-worker trial's own process holds 0.01 CPU besides its workers
+    need = nw * cpw + own
     if need > cpus + 1e-9:
-        fit = (cpus - (0.01 if nw > 1 else 0.0)) / nw
-        raise AdcError(f"one trial asks for {nw} worker(s) x {cpw:g} CPUs{' + 0.01 for the trial' if nw > 1 else ''}"
+        fit = (cpus - own) / nw
+        raise AdcError(f"one trial asks for {nw} worker(s) x {cpw:g} CPUs{' + 0.01 for the trial' if own else ''}"
                        f" = {need:g} CPUs; this machine has {cpus}: it would wait forever. Use fewer workers or "
                        f"--cpus-per-worker {math.floor(fit * 100) / 100:g}")
     if gpw and not torch.cuda.is_available():

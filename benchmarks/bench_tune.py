@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -28,23 +29,8 @@ from pathlib import Path
 import pandas as pd
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                ppid = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(p.name))
-    out, todo = [], [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.append(c)
-            todo.append(c)
-    return out
+sys.path.insert(0, str(REPO / "tests"))
+from procs import descendants  # the process-tree walk the tests use (import after the sys.path line)
 
 
 def _kib(path: str, key: str) -> int:
@@ -74,7 +60,7 @@ class MemorySampler(threading.Thread):
 
     def run(self) -> None:
         while not self._stop_event.is_set():
-            pids = [os.getpid(), *_descendants(os.getpid())]
+            pids = [os.getpid(), *descendants(os.getpid())]
             rss = sum(_kib(f"/proc/{p}/status", "VmRSS:") for p in pids)
             pss = sum(_kib(f"/proc/{p}/smaps_rollup", "Pss:") for p in pids)
             self.peak_rss, self.peak_pss = max(self.peak_rss, rss), max(self.peak_pss, pss)
