@@ -11,25 +11,25 @@ from adc_dist.errors import run_cli
 
 
 def train() -> None:
-    from adc_dist.train import main
+    from adc_dist.train.launch import main
 
     run_cli(main)
 
 
 def tune() -> None:
-    from adc_dist.tune import main
+    from adc_dist.tune.driver import main
 
     run_cli(main)
 
 
 def report() -> None:
-    from adc_dist.report import main
+    from adc_dist.tune.report import main
 
     run_cli(main)
 
 
 def compare() -> None:
-    from adc_dist.compare import main
+    from adc_dist.compare.driver import main
 
     run_cli(main)
 

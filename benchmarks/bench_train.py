@@ -28,10 +28,10 @@ import time
 import torch
 
 from adc_dist.config import TrainConfig
-from adc_dist.evaluate import evaluate
-from adc_dist.loop import prepare_task
-from adc_dist.model import ADC
-from adc_dist.train import run
+from adc_dist.train.evaluate import evaluate
+from adc_dist.train.loop import prepare_task
+from adc_dist.model.network import ADC
+from adc_dist.train.launch import run
 
 
 def _measure(label: str, cfg: TrainConfig, *, local: bool) -> dict:

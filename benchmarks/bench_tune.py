@@ -88,9 +88,9 @@ def main() -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("ADC_DATA_ROOT", str(REPO.parent / "shared" / "data"))
 
-    from adc_dist.results import load_results
-    from adc_dist.search_space import load_space
-    from adc_dist.tune import run_sweep
+    from adc_dist.tune.results import load_results
+    from adc_dist.tune.search_space import load_space
+    from adc_dist.tune.driver import run_sweep
 
     tasks = args.tasks.split(",")
     space = load_space(REPO / "tune_spaces" / "smoke.yaml", overrides={"epochs": args.epochs})

@@ -6,5 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export ADC_DATA_ROOT="${ADC_DATA_ROOT:-$(cd .. && pwd)/shared/data}"
 nvidia-smi --query-gpu=name,memory.total --format=csv
-python -m pytest -q tests/test_gpu.py tests/test_model.py tests/test_loop_steps.py
+python -m pytest -q tests/train/test_gpu.py tests/model/test_model.py tests/train/test_loop_steps.py
 python benchmarks/bench_train.py --gpu --epochs 3

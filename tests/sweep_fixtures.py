@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from adc_dist.config import TrainConfig
-from adc_dist.results import TrialRecord
+from adc_dist.tune.records import TrialRecord
 
 TASKS = {
     "amazon-book-music": ("book", "music"),

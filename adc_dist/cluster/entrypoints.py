@@ -20,6 +20,8 @@ from adc_dist.errors import AdcError
 
 MODULES = {"adc_dist.train": "adc_dist.train", "adc_dist.tune": "adc_dist.tune",
            "adc-train": "adc_dist.train", "adc-tune": "adc_dist.tune"}
+# Where each command's ``build_parser`` lives (the command's package runs it from __main__).
+PARSERS = {"adc_dist.train": "adc_dist.train.launch", "adc_dist.tune": "adc_dist.tune.driver"}
 _SEPARATORS = {";", "&&", "||", "|", "&", "(", ")"}
 
 
@@ -79,10 +81,11 @@ def _submit_argv(before: list[str]) -> list[str] | None:
 @lru_cache(maxsize=None)
 def parser_of(module: str) -> argparse.ArgumentParser | None:
     """The CLI's own ``build_parser()``; None when the module does not exist (yet)."""
+    target = PARSERS.get(module, module)
     try:
-        mod = importlib.import_module(module)
+        mod = importlib.import_module(target)
     except ModuleNotFoundError as e:
-        if e.name and module.startswith(e.name):
+        if e.name and target.startswith(e.name):
             return None
         raise
     build = getattr(mod, "build_parser", None)

@@ -115,7 +115,7 @@ def _check_tune(inv: Invocation, shape: ClusterShape, report: Report, path: Sequ
         elif not (REPO / space).is_file():
             report.error(path, f"--space {space}: no such file in this repo", "name a file under tune_spaces/")
         elif overrides is not None:
-            from adc_dist.search_space import load_space
+            from adc_dist.tune.search_space import load_space
             try:
                 base = load_space(REPO / space, overrides=overrides).base_config()
             except AdcError as e:

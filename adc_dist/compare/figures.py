@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from adc_dist.comparison_table import METHOD_LABELS, column_label, ordered_methods, summarise  # noqa: E402
+from adc_dist.compare.table import METHOD_LABELS, column_label, ordered_methods, summarise  # noqa: E402
 
 _COLORS = {
     "popularity": "#bbbbbb", "bpr_mf": "#8c8c8c", "cmf": "#555555", "mlp_single": "#9ecae1",

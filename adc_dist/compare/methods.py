@@ -16,7 +16,7 @@ Candidate configurations for a validation budget of N (the same N for every meth
 - each other balancer (stage 2) on the stage-1 backbone: the first N values of its own
   knob (``KNOBS``): static weights, GradNorm's gamma, uncertainty's learning rate.
 
-Final runs (every seed) of ADC variants go through ``adc_dist.train.run`` in-process
+Final runs (every seed) of ADC variants go through ``adc_dist.train.launch.run`` in-process
 (one worker: the sensible world size on a 2-core machine), with per-user test metrics.
 """
 
@@ -77,9 +77,9 @@ class FinalRun:
 # ----------------------------------------------------------------------------- baselines
 def baseline_valid(name: str, task_name: str, params: dict[str, Any], seed: int = 0) -> float:
     """Validation NDCG@10 (mean over domains) of baseline ``name`` with ``params`` on split ``seed``."""
-    from adc_dist.baselines import fit_baseline
+    from adc_dist.compare.baselines import fit_baseline
     from adc_dist.data import load_task
-    from adc_dist.evaluate import evaluate
+    from adc_dist.train.evaluate import evaluate
 
     task = load_task(task_name, seed=seed)
     scorer = fit_baseline(name, task, params, seed=seed)
@@ -87,9 +87,9 @@ def baseline_valid(name: str, task_name: str, params: dict[str, Any], seed: int 
 
 
 def baseline_final(name: str, task_name: str, params: dict[str, Any], seed: int) -> FinalRun:
-    from adc_dist.baselines import fit_baseline
+    from adc_dist.compare.baselines import fit_baseline
     from adc_dist.data import load_task
-    from adc_dist.evaluate import evaluate
+    from adc_dist.train.evaluate import evaluate
 
     t0 = time.perf_counter()
     task = load_task(task_name, seed=seed)
@@ -104,7 +104,7 @@ def adc_final(cfg, run_root: Path, domains: tuple[str, ...], method: str) -> Fin
 
     ``mlp_single`` trains one run per domain (``domains=[d]``) and joins their results.
     """
-    from adc_dist.train import run
+    from adc_dist.train.launch import run
 
     t0 = time.perf_counter()
     per_user, history, best = [], [], []
@@ -122,7 +122,7 @@ def adc_final(cfg, run_root: Path, domains: tuple[str, ...], method: str) -> Fin
 
 def adc_valid(cfg, run_root: Path) -> float:
     """Validation NDCG@10 (mean over domains, best epoch) of one ADC run, in-process."""
-    from adc_dist.train import run
+    from adc_dist.train.launch import run
 
     remove_tree(run_root / cfg.name)
     summary = run(cfg.replace(storage_path=str(run_root), num_workers=1), local=True, quiet=True)

@@ -23,10 +23,10 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from adc_dist import comparison_figures as figs
-from adc_dist.comparison_table import METHOD_LABELS, METRICS, markdown_table, significance_table
-from adc_dist.run_dir import write_bytes, write_parquet
-from adc_dist.significance import versus_best_other
+from adc_dist.compare import figures as figs
+from adc_dist.compare.table import METHOD_LABELS, METRICS, markdown_table, significance_table
+from adc_dist.train.run_dir import write_bytes, write_parquet
+from adc_dist.compare.significance import versus_best_other
 
 TARGET = "adc_gradnorm"
 

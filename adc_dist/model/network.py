@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from adc_dist.errors import AdcError
-from adc_dist.pair_scorer import default_chunk_pairs, default_threads, score_pairs
+from adc_dist.model.pair_scorer import default_chunk_pairs, default_threads, score_pairs
 
 if TYPE_CHECKING:  # only for the type of from_config's argument
     from adc_dist.config import TrainConfig

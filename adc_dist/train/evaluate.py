@@ -21,7 +21,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from adc_dist.data.task_data import TaskData
-from adc_dist.metrics import ranking_metrics
+from adc_dist.train.metrics import ranking_metrics
 
 METRICS = ("recall", "ndcg")
 EVAL_SPLITS = ("valid", "test")

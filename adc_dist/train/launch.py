@@ -29,10 +29,10 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 
-from adc_dist import run_dir as rd
+from adc_dist.train import run_dir as rd
 from adc_dist.config import FIELD_NAMES, TrainConfig, coerce, from_mapping, load_yaml, unknown_key_error
-from adc_dist.errors import AdcError, run_cli
-from adc_dist.reporting import LocalReporter
+from adc_dist.errors import AdcError
+from adc_dist.train.reporting import LocalReporter
 
 # Environment that the workers need to see what the driver sees (data and cache dirs).
 FORWARDED_ENV = ("ADC_DATA_ROOT", "ADC_CACHE_DIR", "ADC_DATA_MIRROR")
@@ -146,8 +146,8 @@ def _ray_worker(config: dict[str, Any]) -> dict[str, Any]:
     """train_loop_per_worker: rebuild the config, run the plain loop, gather node ids."""
     import ray
 
-    from adc_dist.loop import fit
-    from adc_dist.reporting import RayTrainReporter
+    from adc_dist.train.loop import fit
+    from adc_dist.train.reporting import RayTrainReporter
 
     cfg = from_mapping(config["cfg"])
     _quiet_ray_report_log()
@@ -234,7 +234,7 @@ def _fit_with_ray(cfg: TrainConfig, *, quiet: bool, per_user: bool) -> dict[str,
 
 
 def _fit_local(cfg: TrainConfig, run_dir: str, *, quiet: bool, per_user: bool) -> dict[str, Any]:
-    from adc_dist.loop import fit
+    from adc_dist.train.loop import fit
 
     started_pg = False
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
@@ -254,7 +254,7 @@ def _fit_local(cfg: TrainConfig, run_dir: str, *, quiet: bool, per_user: bool) -
 
 def run(cfg: TrainConfig, *, local: bool = False, quiet: bool = False, per_user: bool = False) -> RunSummary:
     """Validate, prepare the data, train, and write the run directory. See the module doc."""
-    from adc_dist.loop import prepare_task
+    from adc_dist.train.loop import prepare_task
 
     cfg = resolve(cfg, local=local)
     check_resources(cfg, local=local)
@@ -317,7 +317,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(summary_table(summary.final, domains, cfg.topk))
         print(f"\nrun directory: {summary.run_dir}")
     return 0
-
-
-if __name__ == "__main__":
-    run_cli(main)

@@ -35,9 +35,9 @@ from adc_dist.data import Interactions, TaskData, load_task
 from adc_dist.data.sampling import NegativeSampler, rng_for
 from adc_dist.data.sharding import epoch_shard
 from adc_dist.errors import AdcError
-from adc_dist.evaluate import evaluate
-from adc_dist.model import ADC, domain_losses
-from adc_dist.reporting import Reporter
+from adc_dist.train.evaluate import evaluate
+from adc_dist.model.network import ADC, domain_losses
+from adc_dist.train.reporting import Reporter
 
 
 def prepare_task(cfg: TrainConfig) -> TaskData:

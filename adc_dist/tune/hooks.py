@@ -24,9 +24,10 @@ from typing import Any, Callable
 from ray.tune import Callback
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
-from adc_dist.results import ResultsWriter, open_storage, score_key
-from adc_dist.search_space import config_from_trial, trial_overrides
-from adc_dist.trial import FINAL
+from adc_dist.tune.records import score_key
+from adc_dist.tune.results import ResultsWriter, open_storage
+from adc_dist.tune.search_space import config_from_trial, trial_overrides
+from adc_dist.tune.trial import FINAL
 
 _DROP = {"config"}  # Tune puts the whole config into every result
 CHECKPOINT_GRACE_S = 120.0  # Tune snapshots its experiment state well within this
@@ -251,7 +252,7 @@ def finished_trials(results_uri: str, sweep: str) -> set[str]:
     """
     import pyarrow.compute as pc
 
-    from adc_dist.results import ERROR, TRIALS_FILE, TRIALS_SCHEMA
+    from adc_dist.tune.records import ERROR, TRIALS_FILE, TRIALS_SCHEMA
 
     table = open_storage(results_uri).read_table(TRIALS_FILE, TRIALS_SCHEMA)
     if table is None:

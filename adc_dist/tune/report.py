@@ -21,8 +21,9 @@ from typing import Any
 
 import pandas as pd
 
-from adc_dist.errors import AdcError, run_cli
-from adc_dist.results import OK, STOPPED, Results, load_results, open_storage
+from adc_dist.errors import AdcError
+from adc_dist.tune.records import OK, STOPPED
+from adc_dist.tune.results import Results, load_results, open_storage
 
 # Searched parameters the paper plots, in its order; others get figures too if varied.
 PAPER_PARAMS = ("num_hidden_layers", "gamma", "d", "negatives")
@@ -39,7 +40,7 @@ NOT_HYPER = {"task", "name", "storage_path", "resume", "data_root"}
 # ------------------------------------------------------------------------- tables
 def varied_params(trials: pd.DataFrame) -> list[str]:
     """Config columns with more than one value in the sweep (the searched keys)."""
-    from adc_dist.results import CONFIG_FIELDS
+    from adc_dist.tune.records import CONFIG_FIELDS
 
     out = []
     for f in CONFIG_FIELDS:
@@ -272,7 +273,3 @@ def main(argv: list[str] | None = None) -> int:
     written = render(res, out, metric, int(n))
     print(f"figures in {out.uri}: {', '.join(written) if written else '(none: no finished trial)'}")
     return 0
-
-
-if __name__ == "__main__":
-    run_cli(main)

@@ -6,8 +6,8 @@ Tuner, see RAY_NOTES.md):
 * one worker per trial: ``adc_dist.loop.fit`` runs in the trial's own process with a
   :class:`TuneReporter` -- no second actor, no trainer start-up (the cheap path for the
   small trials of a sweep; a fractional GPU is fine);
-* N workers: the trial builds ``adc_dist.train.build_trainer(cfg)`` (the TorchTrainer of
-  ``python -m adc_dist.train``, per-worker function ``adc_dist.train._ray_worker``) with a
+* N workers: the trial builds ``adc_dist.train.launch.build_trainer(cfg)`` (the TorchTrainer of
+  ``python -m adc_dist.train``, per-worker function ``adc_dist.train.launch._ray_worker``) with a
   ``TuneReportCallback`` that forwards each epoch's metrics to Tune.
 
 Either way the trial reports one result per epoch (the loop's keys, CONTRACTS.md) and,
@@ -24,8 +24,8 @@ from typing import Any
 
 import torch
 
-from adc_dist.reporting import CHECKPOINT_FILE
-from adc_dist.search_space import config_from_trial
+from adc_dist.train.reporting import CHECKPOINT_FILE
+from adc_dist.tune.search_space import config_from_trial
 
 FINAL = "final"  # key of the last result of a trial (test metrics)
 
@@ -90,13 +90,13 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
     cfg = cfg.replace(name=trial_id, storage_path=settings.train_storage)
 
     if cfg.num_workers <= 1:
-        from adc_dist.loop import fit
+        from adc_dist.train.loop import fit
 
         out = fit(cfg.replace(num_workers=1), TuneReporter(settings.checkpoint_every), task=_task_for(cfg))
     else:
         from ray.tune.integration.ray_train import TuneReportCallback
 
-        from adc_dist.train import build_trainer
+        from adc_dist.train.launch import build_trainer
 
         trainer = build_trainer(cfg, callbacks=[TuneReportCallback()], quiet=True,
                                 controller_failure_limit=settings.controller_failure_limit)
@@ -116,7 +116,7 @@ _TASKS_KEPT = 8
 
 
 def _task_for(cfg):
-    from adc_dist.loop import prepare_task
+    from adc_dist.train.loop import prepare_task
 
     key = (cfg.task, cfg.data_root, cfg.seed, cfg.min_rating, tuple(cfg.domains or ()), cfg.subsample_domain,
            cfg.subsample_frac)
@@ -133,7 +133,7 @@ def _scalar(v: Any) -> bool:
 
 def _remove_train_run(storage: str, name: str) -> None:
     """A finished trial's Ray Train checkpoints are not needed: the results are in Parquet."""
-    from adc_dist.results import open_storage
+    from adc_dist.tune.results import open_storage
 
     try:
         st = open_storage(storage)

@@ -13,7 +13,7 @@ from adc_dist.cluster import check_file
 from adc_dist.cluster.__main__ import main as cluster_main
 from adc_dist.errors import AdcError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CLUSTER = REPO / "cluster"
 FILES = sorted(p.relative_to(CLUSTER).as_posix() for p in CLUSTER.rglob("*") if p.is_file())
 PLACEHOLDER_BUCKET = "s3://CHANGE_ME-adc-bucket/adc_dist"

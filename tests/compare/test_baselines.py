@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from adc_dist.baselines import BASELINES, SPACES, fit_baseline, sample_configs
+from adc_dist.compare.baselines import BASELINES, SPACES, fit_baseline, sample_configs
 from adc_dist.data.task_data import Interactions, TaskData
 
 
@@ -40,7 +40,7 @@ def tiny_task() -> TaskData:
 
 
 def test_most_popular_matches_the_hand_computed_ranking_metrics():
-    from adc_dist.evaluate import evaluate
+    from adc_dist.train.evaluate import evaluate
 
     res = evaluate(fit_baseline("popularity", tiny_task()).score_fn, tiny_task(), "test", [1, 2])
     g = 1 / math.log2(3)  # gain of a hit at rank 2
@@ -77,7 +77,7 @@ def book_music(data_root):
 
 @pytest.fixture(scope="module")
 def random_recall(book_music):
-    from adc_dist.evaluate import evaluate
+    from adc_dist.train.evaluate import evaluate
 
     gen = torch.Generator().manual_seed(0)
     score = lambda users, k: torch.rand(len(users), book_music.n_items[k], generator=gen)  # noqa: E731
@@ -91,7 +91,7 @@ def random_recall(book_music):
     ("cmf", {"d": 32, "lr": 1e-2, "reg": 0.0, "loss": "bce", "epochs": 4, "eval_every": 2}),
 ])
 def test_each_baseline_beats_random_ranking_on_a_real_task(book_music, random_recall, name, params):
-    from adc_dist.evaluate import evaluate
+    from adc_dist.train.evaluate import evaluate
 
     assert name in BASELINES
     res = evaluate(fit_baseline(name, book_music, params, seed=0).score_fn, book_music, "test", [10]).values

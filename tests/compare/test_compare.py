@@ -6,7 +6,7 @@ import sys
 import pandas as pd
 import pytest
 
-from adc_dist.compare import build_parser, main, settings_from_args
+from adc_dist.compare.driver import build_parser, main, settings_from_args
 from adc_dist.errors import AdcError
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from adc_dist.significance import holm, paired_test, versus_best_other
+from adc_dist.compare.significance import holm, paired_test, versus_best_other
 
 
 def test_a_clear_shift_is_significant_and_no_shift_is_not():

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from adc_dist.config import TrainConfig
 from adc_dist.errors import AdcError
-from adc_dist.model import ADC, domain_losses, hidden_widths
+from adc_dist.model.network import ADC, domain_losses, hidden_widths
 
 
 @pytest.fixture(autouse=True)

@@ -1,11 +1,11 @@
-"""The threaded CPU pair scorer behind ADC.score_all (adc_dist.pair_scorer)."""
+"""The threaded CPU pair scorer behind ADC.score_all (adc_dist.model.pair_scorer)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from adc_dist.pair_scorer import score_pairs
+from adc_dist.model.pair_scorer import score_pairs
 
 
 def _net(U=37, I=53, w=(12, 6, 3), seed=0):

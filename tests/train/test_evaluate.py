@@ -13,7 +13,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from adc_dist.data.task_data import Interactions, TaskData
-from adc_dist.evaluate import EvalResult, evaluate
+from adc_dist.train.evaluate import EvalResult, evaluate
 
 
 def _inter(pairs: list[tuple[int, int]]) -> Interactions:

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from adc_dist.config import TrainConfig
-from adc_dist.loop import fit
-from adc_dist.model import ADC
-from adc_dist.reporting import LocalReporter
+from adc_dist.train.loop import fit
+from adc_dist.model.network import ADC
+from adc_dist.train.reporting import LocalReporter
 from synthetic import make_task
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from procs import free_port, ray_cli
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 

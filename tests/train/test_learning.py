@@ -8,9 +8,9 @@ import torch
 
 from adc_dist.config import TrainConfig
 from adc_dist.data import load_task
-from adc_dist.evaluate import evaluate
-from adc_dist.loop import fit
-from adc_dist.reporting import LocalReporter
+from adc_dist.train.evaluate import evaluate
+from adc_dist.train.loop import fit
+from adc_dist.train.reporting import LocalReporter
 from synthetic import make_task
 
 

@@ -18,8 +18,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from adc_dist.balancing import make_balancer
 from adc_dist.config import TrainConfig
 from adc_dist.data.sampling import NegativeSampler, rng_for
-from adc_dist.loop import _epoch_plan, make_batch, train_step
-from adc_dist.model import ADC, domain_losses
+from adc_dist.train.loop import _epoch_plan, make_batch, train_step
+from adc_dist.model.network import ADC, domain_losses
 from synthetic import make_task
 from procs import free_port
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from adc_dist.config import TrainConfig
-from adc_dist.loop import _epoch_plan, shared_layer_grads
-from adc_dist.model import ADC, domain_losses
+from adc_dist.train.loop import _epoch_plan, shared_layer_grads
+from adc_dist.model.network import ADC, domain_losses
 from synthetic import make_task
 
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from adc_dist.metrics import ranking_metrics
+from adc_dist.train.metrics import ranking_metrics
 
 
 def _reference(scores: list[float], targets: set[int], N: int) -> tuple[float, float]:

@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from adc_dist.errors import AdcError
-from adc_dist.train import main
+from adc_dist.train.launch import main
 
 
 def _ray_started() -> bool:

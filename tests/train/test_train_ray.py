@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from adc_dist.config import TrainConfig
-from adc_dist.train import run
+from adc_dist.train.launch import run
 from procs import descendants
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(420)]

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 import sweep_fixtures as sf
 
-from adc_dist import report
-from adc_dist import results as R
+from adc_dist.tune import report
+from adc_dist.tune import results as R
 from adc_dist.errors import AdcError
 
 

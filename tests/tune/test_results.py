@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 import sweep_fixtures as sf
 
-from adc_dist import results as R
+from adc_dist.tune import records as RC, results as R
 from adc_dist.config import FIELD_NAMES
 from adc_dist.errors import AdcError
 
@@ -26,7 +26,7 @@ def test_one_fixed_schema_for_tasks_with_different_domains(tmp_path, records):
                          (R.METRICS_FILE, R.METRICS_SCHEMA)):
         t = pq.read_table(tmp_path / name)
         assert t.schema.equals(schema, check_metadata=False), name
-        assert t.schema.metadata[b"adc_dist.schema_version"] == R.SCHEMA_VERSION.encode()
+        assert t.schema.metadata[b"adc_dist.schema_version"] == RC.SCHEMA_VERSION.encode()
     # every TrainConfig field is its own column
     names = pq.read_schema(tmp_path / R.TRIALS_FILE).names
     assert set(FIELD_NAMES) <= set(names)
@@ -133,10 +133,10 @@ def test_not_a_results_dir(tmp_path):
 
 
 def test_metric_keys_parse():
-    assert R.parse_metric_key("test_ndcg10_book") == ("test", "ndcg", 10, "book")
-    assert R.parse_metric_key("valid_recall50_movies_tv") == ("valid", "recall", 50, "movies_tv")
-    assert R.parse_metric_key("valid_recall50") is None
-    assert R.score_key("valid", "recall@20") == "valid_recall20_mean"
+    assert RC.parse_metric_key("test_ndcg10_book") == ("test", "ndcg", 10, "book")
+    assert RC.parse_metric_key("valid_recall50_movies_tv") == ("valid", "recall", 50, "movies_tv")
+    assert RC.parse_metric_key("valid_recall50") is None
+    assert RC.score_key("valid", "recall@20") == "valid_recall20_mean"
 
 
 # --------------------------------------------------------------------------- S3
@@ -165,7 +165,7 @@ def s3():
 
 
 def test_s3_round_trip_merge_and_report(s3, records, capsys):
-    from adc_dist import report
+    from adc_dist.tune import report
 
     uri = f"s3://adc-results/sweeps/paper?{s3}"
     st = R.open_storage(uri)

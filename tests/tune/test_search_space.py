@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from adc_dist.errors import AdcError
-from adc_dist.search_space import POINT_KEY, config_from_trial, load_space, parse_space
+from adc_dist.tune.search_space import POINT_KEY, config_from_trial, load_space, parse_space
 
-SPACES = Path(__file__).resolve().parent.parent / "tune_spaces"
+SPACES = Path(__file__).resolve().parents[2] / "tune_spaces"
 
 
 def space(text: str):

@@ -10,17 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from adc_dist import tune as T
+from adc_dist.tune import driver as T, plan as P
 from adc_dist.errors import AdcError
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SMOKE = str(REPO / "tune_spaces" / "smoke.yaml")
 PAPER = str(REPO / "tune_spaces" / "paper.yaml")
 
 
 def plan(tmp_path, *args, **kw):
     kw.setdefault("storage", str(tmp_path))
-    return T.plan_sweep(*args, **kw)
+    return P.plan_sweep(*args, **kw)
 
 
 def test_dry_run_prints_the_plan_of_the_paper_sweep(tmp_path, data_root, capsys):
@@ -90,7 +90,7 @@ def test_bad_space_file_exits_2_with_one_line(tmp_path):
 def test_existing_sweep_needs_resume_or_extend_and_resume_keeps_the_settings(tmp_path, data_root):
     first = plan(tmp_path, SMOKE, "amazon-book-music", name="sw", num_samples=2, set_values={"epochs": 1})
     T._write_sweep_file(first, {"set_values": {"epochs": 1}})
-    saved = json.loads((tmp_path / "sw" / T.SWEEP_FILE).read_text())
+    saved = json.loads((tmp_path / "sw" / P.SWEEP_FILE).read_text())
     assert saved["experiments"] == ["run-1"] and saved["tasks"] == ["amazon-book-music"]
 
     with pytest.raises(AdcError, match="already exists"):

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from ray.tune.schedulers import TrialScheduler
 
-from adc_dist import results as R
-from adc_dist.trial import FINAL
-from adc_dist.tune_hooks import PerTaskScheduler, SweepCallback, error_text, make_asha
+from adc_dist.tune import results as R
+from adc_dist.tune.trial import FINAL
+from adc_dist.tune.hooks import PerTaskScheduler, SweepCallback, error_text, make_asha
 
 
 def fake_trial(trial_id: str, task: str, **config):

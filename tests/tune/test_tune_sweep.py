@@ -3,7 +3,7 @@
 Three Ray-starting tests, kept small (1 epoch, d=8): a 2-task sweep on an offline S3
 (moto) with one failing configuration; a sweep whose driver is killed and resumed; a
 trial of 2 Ray Train workers. Run them under the shared lock:
-``flock /tmp/adc_ray.lock python -m pytest tests/test_tune_sweep.py``.
+``flock /tmp/adc_ray.lock python -m pytest tests/tune/test_tune_sweep.py``.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from adc_dist import report
-from adc_dist import results as R
-from adc_dist.tune import run_sweep, sweep_status
+from adc_dist.tune import report
+from adc_dist.tune import results as R
+from adc_dist.tune.driver import run_sweep, sweep_status
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(900)]
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 TINY = {"d": 8, "epochs": 1, "batch_size": 4096, "negatives": 1, "topk": [5, 10],
         "early_stop_metric": "ndcg@10", "patience": 0}
 RAY_INIT = {"num_cpus": 2, "object_store_memory": 150 * 2**20}

@@ -1,4 +1,4 @@
-"""Non-ADC baselines, evaluated by the same ``adc_dist.evaluate.evaluate`` on the same splits.
+"""Non-ADC baselines, evaluated by the same ``adc_dist.train.evaluate.evaluate`` on the same splits.
 
 Every baseline is fitted by ``fit_baseline(name, task, params, seed)`` and returns an
 object with ``score_fn(users: LongTensor[U], k) -> Tensor[U, n_items[k]]`` — the scorer
@@ -38,14 +38,14 @@ class Scorer(Protocol):
 
 
 def _fit_popularity(task: TaskData, *, seed: int = 0, log=None) -> Scorer:
-    from adc_dist.baselines.popularity import MostPopular
+    from adc_dist.compare.baselines.popularity import MostPopular
 
     return MostPopular(task)
 
 
 def _fitters() -> dict[str, Callable[..., Scorer]]:
-    from adc_dist.baselines.bpr_mf import fit_bpr_mf
-    from adc_dist.baselines.cmf import fit_cmf
+    from adc_dist.compare.baselines.bpr_mf import fit_bpr_mf
+    from adc_dist.compare.baselines.cmf import fit_cmf
 
     return {"popularity": _fit_popularity, "bpr_mf": fit_bpr_mf, "cmf": fit_cmf}
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from adc_dist.baselines.mf import FactorModel, fit_factor_model
+from adc_dist.compare.baselines.mf import FactorModel, fit_factor_model
 from adc_dist.data.task_data import TaskData
 
 

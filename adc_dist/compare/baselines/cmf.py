@@ -7,7 +7,7 @@ losses (BPR, or binary cross-entropy with sampled negatives as ADC uses).
 
 from __future__ import annotations
 
-from adc_dist.baselines.mf import FactorModel, fit_factor_model
+from adc_dist.compare.baselines.mf import FactorModel, fit_factor_model
 from adc_dist.data.task_data import TaskData
 
 

@@ -104,7 +104,7 @@ def fit_factor_model(
     ``patience`` counts evaluations without improvement (0: run all epochs).
     """
     from adc_dist.data.sampling import NegativeSampler
-    from adc_dist.evaluate import evaluate
+    from adc_dist.train.evaluate import evaluate
 
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")

@@ -1,0 +1,328 @@
+"""The comparison's work: tune every method, retrain the best configurations with seeds,
+run the balancing study, and write the outputs (``Comparison``). Each finished unit is
+cached, so an interrupted comparison continues where it stopped. The command line is
+``adc_dist.compare.driver``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from adc_dist.compare import methods as cm
+from adc_dist.errors import AdcError
+from adc_dist.train.run_dir import write_bytes
+
+METRIC_COLUMNS = [f"{m}@{n}" for m in ("recall", "ndcg") for n in cm.KS]
+# ADC settings fixed in every run of the comparison (a 2-core CPU budget; --set overrides).
+ADC_FIXED: dict[str, Any] = {"d": 32, "num_hidden_layers": 2, "hidden_shape": "halving", "negatives": 5,
+                             "batch_size": 2048, "epochs": 15, "eval_every": 3, "patience": 2,
+                             "topk": list(cm.KS), "early_stop_metric": "ndcg@10"}
+MF_FIXED: dict[str, Any] = {"epochs": 60, "eval_every": 5, "patience": 2, "batch_size": 4096}
+SUBSAMPLE_FRAC = 0.1
+
+
+@dataclass
+class Settings:
+    tasks: list[str]
+    methods: list[str]
+    seeds: list[int]
+    budget: int
+    out: Path
+    work: Path
+    adc: dict[str, Any]
+    mf: dict[str, Any]
+    balancing: bool = True
+    quiet: bool = False
+    command: str = ""
+
+
+@dataclass
+class Collected:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    per_user: list[pd.DataFrame] = field(default_factory=list)
+    histories: list[pd.DataFrame] = field(default_factory=list)
+    tuning: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _slug(task_name: str) -> str:
+    """A task name as a sweep / run name (``file:x/y.csv`` -> ``file-x-y.csv``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", task_name).strip("-")
+
+
+def _call(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    """A unit of work in a Ray worker: one thread (the units are small; threads spin on a busy box)."""
+    import torch
+
+    torch.set_num_threads(1)
+    return fn(**kwargs)
+
+
+def _digest(key: dict[str, Any]) -> str:
+    """A stable hex name for a work unit's key (its cache file, its run directory)."""
+    return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class Comparison:
+    def __init__(self, s: Settings):
+        self.s = s
+        self.t0 = time.time()
+        self.out = Collected()
+        self.reused = self.computed = 0  # work units read from the cache / computed now
+        (s.work / "units").mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------------ helpers
+    def log(self, line: str) -> None:
+        if not self.s.quiet:
+            e = int(time.time() - self.t0)
+            print(f"[{e // 3600}:{e // 60 % 60:02d}:{e % 60:02d}] {line}", flush=True)
+
+    def _unit(self, key: dict[str, Any]) -> Path:
+        return self.s.work / "units" / f"{_digest(key)[:20]}.pkl"
+
+    def _load(self, path: Path) -> Any:
+        self.reused += 1
+        return pickle.loads(path.read_bytes())
+
+    def _store(self, path: Path, value: Any) -> Any:
+        self.computed += 1
+        write_bytes(str(path), pickle.dumps(value))  # atomic: an interrupted run leaves no half unit
+        return value
+
+    def memo(self, key: dict[str, Any], compute: Callable[[], Any]) -> Any:
+        """``compute()`` once per key; the value is kept under <work>/units (resumable runs)."""
+        path = self._unit(key)
+        return self._load(path) if path.is_file() else self._store(path, compute())
+
+    def start_ray(self) -> None:
+        import ray
+
+        if not ray.is_initialized():
+            from adc_dist.tune.plan import FORWARDED_ENV
+
+            env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+            ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False,
+                     object_store_memory=200 * 2**20, runtime_env={"env_vars": env} if env else None)
+
+    def parallel(self, jobs: list[tuple[dict[str, Any], Callable[..., Any], dict[str, Any]]],
+                 what: Callable[[dict[str, Any], Any], str] | None = None) -> list[Any]:
+        """Run ``fn(**kwargs)`` for each (key, fn, kwargs) as one-CPU Ray tasks; memoised by key."""
+        import ray
+
+        values: list[Any] = [None] * len(jobs)
+        pending = {}
+        remote = ray.remote(num_cpus=1, max_retries=0)(_call)
+        for i, (key, fn, kwargs) in enumerate(jobs):
+            path = self._unit(key)
+            if path.is_file():
+                values[i] = self._load(path)
+            else:
+                self.start_ray()
+                pending[remote.remote(fn, kwargs)] = (i, path)
+        while pending:
+            (ref,), _ = ray.wait(list(pending), num_returns=1)
+            i, path = pending.pop(ref)
+            values[i] = self._store(path, ray.get(ref))
+            if what:
+                self.log(f"    {what(jobs[i][0], values[i])} ({len(jobs) - len(pending)}/{len(jobs)})")
+        return values
+
+    def adc_cfg(self, **changes: Any):
+        from adc_dist.config import from_mapping
+
+        return from_mapping({**self.s.adc, **changes}, where="compare")
+
+    def sweep(self, name: str, task: str, fixed: dict[str, Any], search: dict[str, list[Any]]) -> pd.DataFrame:
+        """Run one Ray Tune grid sweep (adc_dist.tune) and return its trials (config + valid_score)."""
+        from adc_dist.tune.results import load_results
+        from adc_dist.tune.search_space import parse_space
+        from adc_dist.tune.driver import run_sweep
+
+        def go() -> pd.DataFrame:
+            storage = self.s.work / "sweeps"
+            cm.remove_tree(storage / name)
+            raw = {"description": f"adc_dist.compare {name}", "design": "grid", "fixed": fixed,
+                   "search": {k: {"grid": v} for k, v in search.items()}, "tune": {"scheduler": "fifo"}}
+            n = int(np.prod([len(v) for v in search.values()]))
+            self.log(f"  tune sweep {name}: {n} trials ({', '.join(f'{k} in {v}' for k, v in search.items())})")
+            self.start_ray()
+            uri = run_sweep(parse_space(raw, where=f"compare sweep {name}"), [task], name=name,
+                            storage=str(storage), scheduler="fifo", quiet=True, seed=0)
+            trials = load_results(uri).trials
+            bad = trials[trials["status"] != "ok"]
+            if len(bad) or len(trials) != n:
+                err = bad["error"].iloc[0] if len(bad) else f"{len(trials)} of {n} trials reported"
+                raise AdcError(f"tune sweep {name} failed: {err}")
+            return trials[[*search, "valid_score", "best_epoch", "wall_time_s"]].copy()
+
+        return self.memo({"sweep": name, "task": task, "fixed": fixed, "search": search}, go)
+
+    def record_tuning(self, study: str, task: str, method: str, config: dict[str, Any], valid: float) -> None:
+        self.out.tuning.append({"study": study, "task": task, "method": method, "config": json.dumps(config),
+                                "valid_ndcg10": float(valid)})
+
+    # ------------------------------------------------------------------ tuning
+    def tune_task(self, task_name: str, task) -> dict[str, dict[str, Any]]:
+        """The best configuration (overrides) of every method on ``task``'s seed-0 validation split."""
+        from adc_dist.compare.baselines import sample_configs
+
+        s, best = self.s, {}
+        baselines = [m for m in s.methods if m in cm.BASELINE_METHODS]
+        jobs, owner = [], []
+        for m in baselines:
+            for c in sample_configs(m, s.budget, seed=0):
+                params = {**c, **(s.mf if m != "popularity" else {})}
+                jobs.append(({"baseline_valid": m, "task": task_name, "params": params}, cm.baseline_valid,
+                             {"name": m, "task_name": task_name, "params": params}))
+                owner.append((m, c, params))
+        shown = lambda key: {k: v for k, v in key["params"].items() if k not in s.mf}  # noqa: E731
+        scores = self.parallel(jobs, lambda key, v: f"{key['baseline_valid']} {shown(key)}: valid ndcg@10 {v:.4f}")
+        for m in baselines:
+            scored = [(v, c, params) for v, (mm, c, params) in zip(scores, owner) if mm == m]
+            for v, c, _ in scored:
+                self.record_tuning("main", task_name, m, c, v)
+            v, c, best[m] = max(scored, key=lambda x: x[0])
+            self.log(f"  {m}: best valid ndcg@10 {v:.4f} with {c}")
+
+        if not any(m in cm.ADC_METHODS for m in s.methods):
+            return best
+        # Stage 1: the backbone's learning rate with equal weights (full task) and, on the same
+        # rates, the single-domain MLP (one run per domain).
+        lrs = list(cm.LR_GRID[: s.budget])
+        doms = [None] + ([[d] for d in task.domains] if "mlp_single" in s.methods else [])
+        t = self.sweep(f"{_slug(task_name)}-stage1", task_name, {**s.adc, "balancer": "equal", "seed": 0},
+                       {"lr": lrs, "domains": doms})
+        full = t[t["domains"].isna()].set_index("lr")["valid_score"]
+        for lr, v in full.items():
+            self.record_tuning("main", task_name, "adc_equal", {"lr": lr}, v)
+        best_lr = float(full.idxmax())
+        best["adc_equal"] = {"lr": best_lr, "balancer": "equal"}
+        self.log(f"  adc_equal: best valid ndcg@10 {full.max():.4f} with lr={best_lr:g}")
+        if "mlp_single" in s.methods:
+            single = t[t["domains"].notna()].groupby("lr")["valid_score"].mean()
+            for lr, v in single.items():
+                self.record_tuning("main", task_name, "mlp_single", {"lr": lr}, v)
+            best["mlp_single"] = {"lr": float(single.idxmax()), "balancer": "equal"}
+            self.log(f"  mlp_single: best valid ndcg@10 {single.max():.4f} with lr={single.idxmax():g}")
+        # Stage 2: each balancer's own knob on that backbone.
+        for m in [m for m in s.methods if m in ("adc_static", "adc_uncertainty", "adc_gradnorm")]:
+            best[m] = self.tune_knob("main", task_name, task.num_domains, m,
+                                     {**s.adc, "lr": best_lr, "balancer": cm.BALANCER[m], "seed": 0})
+        return best
+
+    def tune_knob(self, study: str, task_name: str, num_domains: int, method: str,
+                  fixed: dict[str, Any]) -> dict[str, Any]:
+        key, values = cm.knob_candidates(method, num_domains, self.s.budget)
+        suffix = "" if study == "main" else f"-{study}"
+        name = f"{_slug(task_name)}-{method}{suffix}"
+        if method == "adc_static":
+            # Not through adc_dist.tune: a search space must be a valid TrainConfig with its
+            # fixed keys alone, and balancer=static without static_weights is not. Same loop,
+            # same metric, run as one-CPU Ray tasks.
+            jobs = []
+            for i, v in enumerate(values):
+                cfg = self.adc_cfg(**fixed, task=task_name, **{key: v}, name=f"{name}-{i}")
+                jobs.append(({"static": name, "cfg": cfg.to_dict()}, cm.adc_valid,
+                             {"cfg": cfg, "run_root": (self.s.work / "runs").resolve()}))
+            self.log(f"  tuning {name}: {len(jobs)} runs ({key} in {values})")
+            scores = self.parallel(jobs)
+        else:
+            t = self.sweep(name, task_name, fixed, {key: values})
+            values = [[float(x) for x in v] if key == "static_weights" else float(v) for v in t[key]]
+            scores = list(t["valid_score"])
+        for v, value in zip(scores, values):
+            self.record_tuning(study, task_name, method, {key: value}, v)
+        v, value = max(zip(scores, values), key=lambda x: x[0])
+        self.log(f"  {method}{suffix}: best valid ndcg@10 {v:.4f} with {key}={value}")
+        return {"lr": fixed["lr"], "balancer": fixed["balancer"], key: value}
+
+    # ------------------------------------------------------------------ final runs
+    def finals(self, study: str, task_name: str, domains: tuple[str, ...], best: dict[str, dict[str, Any]],
+               extra: dict[str, Any] | None = None) -> None:
+        """Every method's tuned config with every seed, tested; ADC runs first (the longest)."""
+        extra = extra or {}
+        jobs = []
+        for m in sorted(best, key=lambda m: m not in cm.ADC_METHODS):
+            for seed in self.s.seeds:
+                key = {"final": m, "task": task_name, "seed": seed, "config": best[m], "extra": extra,
+                       "adc": self.s.adc if m in cm.ADC_METHODS else None,
+                       "mf": self.s.mf if m in cm.BASELINE_METHODS else None}
+                if m in cm.BASELINE_METHODS:
+                    jobs.append((key, cm.baseline_final,
+                                 {"name": m, "task_name": task_name, "params": best[m], "seed": seed}))
+                else:
+                    run_name = f"{_slug(task_name)}-{m}-s{seed}-{_digest(key)[:8]}"
+                    cfg = self.adc_cfg(task=task_name, seed=seed, name=run_name, **best[m], **extra)
+                    jobs.append((key, cm.adc_final, {"cfg": cfg, "run_root": (self.s.work / "runs").resolve(),
+                                                     "domains": domains, "method": m}))
+
+        def what(key: dict[str, Any], fr: cm.FinalRun) -> str:
+            score = fr.per_user.groupby("domain")["ndcg@10"].mean().mean()
+            return f"{key['final']} seed {key['seed']}: test ndcg@10 {score:.4f} in {fr.seconds:.0f}s"
+
+        for (key, _, _), fr in zip(jobs, self.parallel(jobs, what)):
+            self.collect(study, task_name, key["final"], key["seed"], best[key["final"]], fr)
+
+    def collect(self, study: str, task_name: str, method: str, seed: int, config: dict[str, Any],
+                fr: cm.FinalRun) -> None:
+        ids = {"study": study, "task": task_name, "method": method, "seed": seed}
+        pu = fr.per_user.assign(**ids)
+        self.out.per_user.append(pu)
+        if len(fr.history):
+            self.out.histories.append(fr.history.assign(**ids))
+        g = pu.groupby("domain", sort=False)
+        for dom, means in g[METRIC_COLUMNS].mean().iterrows():
+            self.out.rows.append({**ids, "domain": dom, **means.to_dict(), "n_users": int(g.size()[dom]),
+                                  "config": json.dumps(config), "best_epoch": fr.best_epoch,
+                                  "seconds": fr.seconds})
+
+    # ------------------------------------------------------------------ the whole thing
+    def run(self) -> None:
+        from adc_dist.data import load_task
+
+        s = self.s
+        best_lr: dict[str, float] = {}
+        for i, task_name in enumerate(s.tasks, 1):
+            task = load_task(task_name, seed=0)
+            for seed in s.seeds:  # build every split's cache once, here, before the workers read it
+                load_task(task_name, seed=seed)
+            self.log(f"task {i}/{len(s.tasks)} {task_name} ({', '.join(task.domains)}): tuning "
+                     f"{len(s.methods)} methods, budget {s.budget}")
+            best = self.tune_task(task_name, task)
+            if "adc_equal" in best:
+                best_lr[task_name] = best["adc_equal"]["lr"]
+            self.log(f"task {i}/{len(s.tasks)} {task_name}: final runs, seeds {s.seeds}")
+            self.finals("main", task_name, task.domains, best)
+        if s.balancing and s.tasks[0] in best_lr:
+            self.balancing_study(s.tasks[0], best_lr[s.tasks[0]])
+
+    def balancing_study(self, task_name: str, lr: float) -> None:
+        from adc_dist.data import load_task
+
+        task = load_task(task_name, seed=0)
+        small = task.domains[-1]
+        sub = {"subsample_domain": small, "subsample_frac": SUBSAMPLE_FRAC}
+        study = f"{small}-10pct"
+        self.log(f"balancing study: {task_name} with '{small}' cut to {SUBSAMPLE_FRAC:.0%} of its train positives")
+        best = {"adc_equal": {"lr": lr, "balancer": "equal"}}
+        for m in ("adc_static", "adc_gradnorm"):
+            best[m] = self.tune_knob(study, task_name, task.num_domains, m,
+                                     {**self.s.adc, **sub, "lr": lr, "balancer": cm.BALANCER[m], "seed": 0})
+        self.finals(study, task_name, task.domains, best, extra=sub)
+
+    # ------------------------------------------------------------------ outputs
+    def write(self) -> None:
+        from adc_dist.compare.report import write_outputs
+
+        write_outputs(self.out, self.s, wall_s=time.time() - self.t0, reused=self.reused, computed=self.computed,
+                      log=self.log)

@@ -1,0 +1,1 @@
+"""``python -m adc_dist.report``: the command's name only; the code is ``adc_dist.tune.report``."""
