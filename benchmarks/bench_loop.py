@@ -24,8 +24,13 @@ training epochs.
 
 from __future__ import annotations
 
-import argparse
 import os
+
+# Set before torch starts its OpenMP pool: spinning threads make small ops 20-50x slower
+# when the cores are shared (tests/conftest.py says the same for the tests).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse
 import platform
 import time
 from contextlib import nullcontext

@@ -8,8 +8,17 @@ import torch
 from scipy.stats import chisquare
 
 from adc_dist.data.task_data import Interactions, TaskData
+from adc_dist.data import torch_sampler
 from adc_dist.data.torch_sampler import DomainSampler, EpochBatches, generator, samplers_for
 from adc_dist.errors import AdcError
+
+
+@pytest.fixture(params=["dense grid", "searchsorted"])
+def lookup(request, monkeypatch):
+    """Both exclusion lookups: the dense grid of small domains and the sorted keys of large ones."""
+    if request.param == "searchsorted":
+        monkeypatch.setattr(torch_sampler, "DENSE_LOOKUP_MAX", 0)
+    return request.param
 
 
 def _task(train0: Interactions, n_users: int, n_items: int) -> TaskData:
@@ -22,8 +31,9 @@ def _epoch(samplers, epoch=0, rank=0, world=1, batch=256, rho=5, **kw):
     return EpochBatches(samplers, seed=7, epoch=epoch, rank=rank, world=world, batch_size=batch, negatives=rho, **kw)
 
 
-def test_no_negative_is_a_train_item_on_the_real_data(book_music):
+def test_no_negative_is_a_train_item_on_the_real_data(book_music, lookup):
     samplers = samplers_for(book_music)
+    assert (samplers[0]._grid is None) == (lookup == "searchsorted")
     for users, items in _epoch(samplers, batch=1024, block_pairs=20_000):  # several blocks
         for k, (u, cand) in enumerate(zip(users, items)):
             train = book_music.user_items("train", k)
@@ -34,7 +44,7 @@ def test_no_negative_is_a_train_item_on_the_real_data(book_music):
             assert ((neg >= 0) & (neg < book_music.n_items[k])).all()
 
 
-def test_negatives_are_uniform_over_the_items_the_user_has_not_trained_on():
+def test_negatives_are_uniform_over_the_items_the_user_has_not_trained_on(lookup):
     # user 0 trains on items 0..3 of 10: the negatives must spread evenly over items 4..9.
     task = _task(Interactions(np.zeros(4, np.int64), np.arange(4)), n_users=2, n_items=10)
     s = DomainSampler(task, 0)
@@ -60,7 +70,7 @@ def test_same_seed_epoch_rank_same_batches_and_a_restarted_epoch_repeats_them(bo
         assert not torch.equal(diff[0][1][0], first[0][1][0])
 
 
-def test_a_user_who_rated_every_item_is_left_out_with_a_count():
+def test_a_user_who_rated_every_item_is_left_out_with_a_count(lookup):
     # user 0 has every item of domain a; user 1 has two of them.
     train = Interactions(np.array([0, 0, 0, 1, 1]), np.array([0, 1, 2, 0, 1]))
     s = DomainSampler(_task(train, n_users=2, n_items=3), 0)
