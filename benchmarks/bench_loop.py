@@ -76,8 +76,8 @@ class Bare(nn.Module):
         return total
 
 
-def bare_loop(task, cfg: TrainConfig, steps: int, device: torch.device, autocast) -> float:
-    """Seconds for ``steps`` steps of the bare loop (batches of the loop's sizes)."""
+def bare_step(task, cfg: TrainConfig, device: torch.device, autocast):
+    """One step of the bare loop (batches of the loop's sizes), as a function."""
     torch.manual_seed(0)
     model = Bare(task.n_users, task.n_items, cfg.d, hidden_widths(cfg.d, cfg.num_hidden_layers, cfg.hidden_shape))
     model.to(device)
@@ -95,7 +95,7 @@ def bare_loop(task, cfg: TrainConfig, steps: int, device: torch.device, autocast
         loss.backward()
         opt.step()
 
-    return _timed(step, steps, device)
+    return step
 
 
 def _domain_batch_sizes(task, cfg: TrainConfig) -> list[int]:
@@ -115,8 +115,8 @@ def _timed(step, steps: int, device: torch.device, warmup: int = 3) -> float:
     return time.perf_counter() - t0
 
 
-def project_loop(task, cfg: TrainConfig, steps: int, device: torch.device, autocast) -> float:
-    """Seconds for ``steps`` steps of the project's loop, batches included."""
+def project_step(task, cfg: TrainConfig, device: torch.device, autocast):
+    """One step of the project's loop, batches included, as a function."""
     torch.manual_seed(0)
     model = ADC.from_config(cfg, task.n_users, task.n_items).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -133,7 +133,28 @@ def project_loop(task, cfg: TrainConfig, steps: int, device: torch.device, autoc
             users, items = next(state["it"])
         train_step(model, model, balancer, opt, users, items, 1, autocast())
 
-    return _timed(step, steps, device)
+    return step
+
+
+def gpu_profile(step, steps: int, device: torch.device) -> tuple[float, float]:
+    """(host share of the step time, peak GPU GiB) over ``steps`` steps on a GPU.
+
+    Host share = 1 - (CUDA kernel time / wall time), kernel time from the profiler: the
+    fraction of the time the GPU waits for the host. The profiler's own overhead adds host
+    time, so this is an upper bound.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.cuda.reset_peak_memory_stats(device)
+    _sync(device)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        _sync(device)
+        wall = time.perf_counter() - t0
+    busy = sum(e.self_device_time_total for e in prof.key_averages()) / 1e6
+    return max(0.0, 1 - busy / wall), torch.cuda.max_memory_allocated(device) / 2**30
 
 
 def torch_batches(task, cfg: TrainConfig, device: torch.device, epochs: int) -> tuple[float, int]:
@@ -193,13 +214,18 @@ def main() -> None:
         cfg = base.replace(batch_size=batch)
         for tag, dtype in dtypes:
             ac = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype != torch.float32 else nullcontext
-            sec = project_loop(task, cfg, args.steps, device, ac)
-            bare_sec = bare_loop(task, cfg, args.steps, device, ac)
+            loop = project_step(task, cfg, device, ac)
+            sec = _timed(loop, args.steps, device)
+            bare_sec = _timed(bare_step(task, cfg, device, ac), args.steps, device)
             # Both loops train the same positives per step (the epoch plan's sizes, +-1).
             pos = bare_pos = sum(_domain_batch_sizes(task, cfg)) * args.steps
             _row(f"in-process loop, {tag}", batch, pos, sec, args.steps, rho1)
             _row(f"bare loop, {tag}", batch, bare_pos, bare_sec, args.steps, rho1)
             print(f"{'':<28} loop / bare = {(pos / sec) / (bare_pos / bare_sec):.2f}x (target >= 1.0x)")
+            if device.type == "cuda":
+                host, peak = gpu_profile(loop, min(args.steps, 20), device)
+                print(f"{'':<28} host share of the step {100 * host:.1f} % (target <= 5 %), "
+                      f"peak GPU memory {peak:.2f} GiB")
             if batch == base.batch_size and tag == "fp32":
                 steps_per_epoch = max(-(-len(tr) // batch) for tr in task.train)
                 epoch_s = sec / args.steps * steps_per_epoch
