@@ -6,6 +6,9 @@
 
 Everything is measured side by side in one run (a loaded box slows every column alike):
 
+Training steps of the loops are interleaved (blocks of 5 steps of each in turn), so that a load
+that changes during the run does not favour one loop.
+
 * ``loop``: the project's in-process loop, i.e. ``epoch_batches`` (device-side sampling)
   + ``train_step`` (GradNorm, one all-reduce) as ``adc_dist.train.loop.fit`` runs them;
 * ``bare``: a hand-written reference loop of the same shape and batch: the same
@@ -58,10 +61,10 @@ def _sync(device: torch.device) -> None:
 class Bare(nn.Module):
     """The reference network: what one would write by hand for the same shape."""
 
-    def __init__(self, n_users: int, n_items: tuple[int, ...], d: int, widths: list[int]):
+    def __init__(self, n_users: int, n_items: tuple[int, ...], d: int, widths: list[int], sparse: bool = False):
         super().__init__()
-        self.user = nn.Embedding(n_users, d)
-        self.items = nn.ModuleList(nn.Embedding(n, d) for n in n_items)
+        self.user = nn.Embedding(n_users, d, sparse=sparse)
+        self.items = nn.ModuleList(nn.Embedding(n, d, sparse=sparse) for n in n_items)
         self.mlp = nn.Sequential(*[m for i, o in zip([2 * d] + widths[:-1], widths) for m in (nn.Linear(i, o), nn.ReLU())])
         self.heads = nn.ModuleList(nn.Linear(widths[-1], 1) for _ in n_items)
 
@@ -76,12 +79,17 @@ class Bare(nn.Module):
         return total
 
 
-def bare_step(task, cfg: TrainConfig, device: torch.device, autocast):
-    """One step of the bare loop (batches of the loop's sizes), as a function."""
+def bare_step(task, cfg: TrainConfig, device: torch.device, autocast, sparse: bool = False):
+    """One step of the bare loop (batches of the loop's sizes), as a function. ``sparse``:
+    sparse embedding gradients and SparseAdam on the tables (only the rows a batch touches
+    are updated: the cost of a step no longer grows with the table sizes)."""
     torch.manual_seed(0)
-    model = Bare(task.n_users, task.n_items, cfg.d, hidden_widths(cfg.d, cfg.num_hidden_layers, cfg.hidden_shape))
-    model.to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    widths = hidden_widths(cfg.d, cfg.num_hidden_layers, cfg.hidden_shape)
+    model = Bare(task.n_users, task.n_items, cfg.d, widths, sparse=sparse).to(device)
+    tables = [model.user.weight, *[e.weight for e in model.items]]
+    rest = [p for p in model.parameters() if all(p is not t for t in tables)]
+    opts = ([torch.optim.SparseAdam(tables, lr=cfg.lr), torch.optim.Adam(rest, lr=cfg.lr)] if sparse
+            else [torch.optim.Adam(model.parameters(), lr=cfg.lr)])
     sizes = _domain_batch_sizes(task, cfg)
     gen = torch.Generator(device=device).manual_seed(0)
 
@@ -91,9 +99,11 @@ def bare_step(task, cfg: TrainConfig, device: torch.device, autocast):
                  for b, n in zip(sizes, task.n_items)]
         with autocast():
             loss = model.loss(users, items)
-        opt.zero_grad(set_to_none=True)
+        for opt in opts:
+            opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
+        for opt in opts:
+            opt.step()
 
     return step
 
@@ -104,15 +114,24 @@ def _domain_batch_sizes(task, cfg: TrainConfig) -> list[int]:
     return [max(1, -(-len(tr) // steps)) for tr in task.train]
 
 
-def _timed(step, steps: int, device: torch.device, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        step()
-    _sync(device)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    _sync(device)
-    return time.perf_counter() - t0
+def timed_side_by_side(steps_fns: list, steps: int, device: torch.device, warmup: int = 3, block: int = 5
+                       ) -> list[float]:
+    """Seconds of ``steps`` steps of each function, in interleaved blocks of ``block`` steps
+    (a a a a a, b b b b b, a ...): a load that drifts during the run slows every loop alike,
+    and a GPU still pipelines the steps of a block (one sync per block)."""
+    for fn in steps_fns:
+        for _ in range(warmup):
+            fn()
+    total = [0.0] * len(steps_fns)
+    for start in range(0, steps, block):
+        for j, fn in enumerate(steps_fns):
+            _sync(device)
+            t0 = time.perf_counter()
+            for _ in range(min(block, steps - start)):
+                fn()
+            _sync(device)
+            total[j] += time.perf_counter() - t0
+    return total
 
 
 def project_step(task, cfg: TrainConfig, device: torch.device, autocast):
@@ -196,6 +215,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=40, help="timed training steps per configuration")
     ap.add_argument("--gpu", action="store_true")
     ap.add_argument("--bf16", action="store_true", help="also the bf16 autocast loops (GPU)")
+    ap.add_argument("--sparse", action="store_true", help="also the bare loop with sparse rows + SparseAdam")
+    ap.add_argument("--loops-only", action="store_true", help="skip batch building and evaluation")
     args = ap.parse_args()
     device = torch.device("cuda" if args.gpu else "cpu")
     base = TrainConfig(task=args.task, patience=0)
@@ -215,13 +236,15 @@ def main() -> None:
         for tag, dtype in dtypes:
             ac = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype != torch.float32 else nullcontext
             loop = project_step(task, cfg, device, ac)
-            sec = _timed(loop, args.steps, device)
-            bare_sec = _timed(bare_step(task, cfg, device, ac), args.steps, device)
+            fns = [loop, bare_step(task, cfg, device, ac)] + ([bare_step(task, cfg, device, ac, True)] if args.sparse else [])
+            sec, bare_sec, *sparse_sec = timed_side_by_side(fns, args.steps, device)
             # Both loops train the same positives per step (the epoch plan's sizes, +-1).
             pos = bare_pos = sum(_domain_batch_sizes(task, cfg)) * args.steps
             _row(f"in-process loop, {tag}", batch, pos, sec, args.steps, rho1)
             _row(f"bare loop, {tag}", batch, bare_pos, bare_sec, args.steps, rho1)
             print(f"{'':<28} loop / bare = {(pos / sec) / (bare_pos / bare_sec):.2f}x (target >= 1.0x)")
+            if args.sparse:
+                _row(f"bare loop, sparse rows, {tag}", batch, bare_pos, sparse_sec[0], args.steps, rho1)
             if device.type == "cuda":
                 host, peak = gpu_profile(loop, min(args.steps, 20), device)
                 print(f"{'':<28} host share of the step {100 * host:.1f} % (target <= 5 %), "
@@ -229,6 +252,8 @@ def main() -> None:
             if batch == base.batch_size and tag == "fp32":
                 steps_per_epoch = max(-(-len(tr) // batch) for tr in task.train)
                 epoch_s = sec / args.steps * steps_per_epoch
+    if args.loops_only:
+        return
     print()
     cfg = base
     t_np, n_np = numpy_batches(task, cfg, epochs=2)

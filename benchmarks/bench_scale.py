@@ -121,6 +121,20 @@ def _spawned(rank: int, users: int, world: int, steps: int, eval_users: int, por
     _point(users, world, rank, steps, eval_users, port, out)
 
 
+def adam_seconds(n_users: int, n_items: list[int], d: int, reps: int = 3) -> float:
+    """Seconds of one dense Adam step over the embedding tables of this size (the part of a
+    training step that grows with the users: every step updates every row, touched or not)."""
+    rows = n_users + sum(n_items)
+    table = torch.nn.Parameter(torch.zeros(rows, d))
+    table.grad = torch.zeros_like(table)
+    opt = torch.optim.Adam([table], lr=1e-3)
+    opt.step()  # allocates the moments
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        opt.step()
+    return (time.perf_counter() - t0) / reps
+
+
 def fit_exponent(xs: list[float], ys: list[float]) -> float:
     """b of y = a x^b, least squares in log-log."""
     lx, ly = [math.log(x) for x in xs], [math.log(y) for y in ys]
@@ -182,7 +196,16 @@ def main() -> None:
     ap.add_argument("--eval-users", type=int, default=500, help="validation users ranked per domain")
     ap.add_argument("--out", default=None, help="append the JSON rows here (default: a temporary file)")
     ap.add_argument("--plot", default=None, help="only report and plot the rows of this JSON-lines file")
+    ap.add_argument("--adam", action="store_true", help="only time a dense Adam step over each size's tables")
     args = ap.parse_args()
+    if args.adam:
+        from adc_dist.data.synthetic import domain_items
+
+        for users in (int(s) for s in args.sizes.split(",")):
+            items = [domain_items(users, k) for k in range(2)]
+            print(f"{users:>10,} users: dense Adam step over {users + sum(items):,} x 100 table rows "
+                  f"{adam_seconds(users, items, 100):.3f} s (load average {os.getloadavg()[0]:.1f})", flush=True)
+        return
     if args.plot:
         rows = [json.loads(line) for line in open(args.plot)]
         report(rows)
