@@ -4,8 +4,8 @@
     python benchmarks/bench_batch.py --batches 1024,4096 --epochs 10 --scaling sqrt,linear
 
 The learning rate of batch B is ``lr * (B / base_batch) ** p`` with p = 0.5 (``sqrt``,
-the usual rule for Adam), 1 (``linear``) or 0 (``none``); ``lr`` and ``base_batch`` are
-the config defaults. Every run trains in-process from the same seed with no early stop;
+the usual rule for Adam), 1 (``linear``) or 0 (``none``); ``lr`` (or ``--lr``) and
+``base_batch`` are the config defaults. Every run trains in-process from the same seed with no early stop;
 the table prints the validation NDCG@10 (mean over domains) after a few epochs, the best
 epoch, and the training time per epoch.
 """
@@ -34,9 +34,12 @@ def main() -> None:
     ap.add_argument("--scaling", default="sqrt", help=f"comma-separated, of {', '.join(POWER)}")
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--lr", type=float, default=None, help="the learning rate at the base batch (default: the config's)")
     args = ap.parse_args()
     base = TrainConfig(task=args.task, epochs=args.epochs, patience=0, seed=args.seed, num_workers=1,
                        storage_path=tempfile.mkdtemp(prefix="adc_bench_batch_"))
+    if args.lr is not None:
+        base = base.replace(lr=args.lr)
     marks = sorted({e for e in (1, 3, 5, 10, 20, args.epochs) if e <= args.epochs})
     print(f"{args.task}, seed {args.seed}, default lr {base.lr:g} at batch {base.batch_size}; "
           f"load average {os.getloadavg()[0]:.2f}")
