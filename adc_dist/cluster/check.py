@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from adc_dist import inputs
 from adc_dist.cluster.exposure import scan_text
 from adc_dist.cluster.problems import Problem, Report
 from adc_dist.cluster.yamldoc import load_documents
-from adc_dist.errors import AdcError
 
 YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -33,9 +33,8 @@ def check_file(path: str | Path) -> list[Problem]:
     p = Path(path)
     name = str(path)
     text_report = Report(name)
-    if not p.is_file():
-        raise AdcError(f"{p}: no such file")
-    scan_text(p.read_text(errors="replace"), text_report, placeholders=p.suffix in YAML_SUFFIXES)
+    text = inputs.read_bytes(p, "cluster file").decode("utf-8", errors="replace")
+    scan_text(text, text_report, placeholders=p.suffix in YAML_SUFFIXES)
     if p.suffix not in YAML_SUFFIXES:  # README, Dockerfile: the secrets scan only
         return text_report.problems
     docs = load_documents(p)

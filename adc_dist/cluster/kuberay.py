@@ -15,12 +15,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
+from adc_dist import inputs
 from adc_dist.cluster import pins
 from adc_dist.cluster.jobs import ClusterShape, check_command
 from adc_dist.cluster.problems import Report
 from adc_dist.cluster.yamldoc import Document
+from adc_dist.errors import AdcError
 
 RAY_KINDS = ("RayCluster", "RayJob", "RayService")
 CLUSTER_SPEC = {"headGroupSpec", "workerGroupSpecs", "rayVersion", "enableInTreeAutoscaling",
@@ -264,9 +264,9 @@ def _runtime_env_yaml(text: Any, report: Report, path: tuple) -> dict[str, Any]:
         report.error(path, "runtimeEnvYAML must be a string holding YAML (use `runtimeEnvYAML: |`)")
         return {}
     try:
-        env = yaml.safe_load(text) or {}
-    except yaml.YAMLError as e:
-        report.error(path, f"runtimeEnvYAML is not valid YAML: {e}")
+        env = inputs.load_yaml_text(text, "runtimeEnvYAML") or {}
+    except AdcError as e:
+        report.error(path, str(e))
         return {}
     if not isinstance(env, dict):
         report.error(path, "runtimeEnvYAML must hold a mapping (working_dir, pip, env_vars, ...)")
