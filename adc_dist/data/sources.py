@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Mapping
 
 from adc_dist.errors import AdcError
-from adc_dist.inputs import file_kind, open_regular
+from adc_dist.inputs import file_kind, one_line, open_regular
 
 DATA_ROOT_ENV = "ADC_DATA_ROOT"
 CACHE_DIR_ENV = "ADC_CACHE_DIR"
@@ -205,9 +205,8 @@ def fetch(folder: str, rel: str, *, root: Path, cache_dir: Path) -> tuple[Path, 
             got = sha256_file(candidate)
             if got != want:
                 raise AdcError(
-                    f"{candidate}: checksum mismatch (sha256 {got}, expected {want}, the file at "
-                    f"{ds.repo}@{ds.commit[:12]}:{ds.prefix}{rel}); restore the original file, or "
-                    f"delete it to download a fresh copy")
+                    f"{candidate}: checksum mismatch (sha256 {got[:16]}..., expected {want[:16]}..., the file "
+                    f"at {ds.repo}@{ds.commit[:12]}); restore the original file, or delete it to download a copy")
             return candidate, got
     dest = cache_dir / "data" / folder / rel
     url = ds.url(rel)
@@ -215,13 +214,13 @@ def fetch(folder: str, rel: str, *, root: Path, cache_dir: Path) -> tuple[Path, 
         download(url, dest, want, ds.size(rel))
     except urllib.error.URLError as e:  # also HTTPError; offline machines land here
         reason = f"HTTP {e.code} {e.reason}" if isinstance(e, urllib.error.HTTPError) else e.reason
-        raise AdcError(
-            f"{folder}/{rel} is missing: it is not under the data root {root} and downloading "
-            f"{url} failed ({reason}). Put the file (sha256 {want}) at {root / folder / rel}, or "
-            f"point --data-root / ${DATA_ROOT_ENV} at a folder laid out like shared/data") from None
+        # The fix first, the cause last: the line is cut at 300 characters, and long paths exist.
+        raise AdcError(one_line(
+            f"{folder}/{rel} is missing: put the file (sha256 {want[:16]}...) at {root / folder / rel} or point "
+            f"--data-root / ${DATA_ROOT_ENV} at a copy of shared/data (download failed: {str(reason)[:60]}; {url})")) from None
     except OSError as e:  # socket timeouts, connection resets, a full disk
-        raise AdcError(f"downloading {url} to {dest} failed ({e}); put the file (sha256 {want}) "
-                       f"at {root / folder / rel}") from None
+        raise AdcError(one_line(f"{folder}/{rel} could not be downloaded to {dest}: put the file (sha256 "
+                                f"{want[:16]}...) at {root / folder / rel} (download failed: {str(e)[:60]}; {url})")) from None
     return dest, want
 
 
@@ -272,7 +271,7 @@ def download(url: str, dest: Path, sha256: str, max_bytes: int) -> None:
                 h.update(block)
                 out.write(block)
         if h.hexdigest() != sha256:
-            raise AdcError(f"{url}: checksum mismatch (sha256 {h.hexdigest()}, expected {sha256}); "
+            raise AdcError(f"{url}: checksum mismatch (sha256 {h.hexdigest()[:16]}..., expected {sha256[:16]}...); "
                            f"the download was discarded, {dest} was not written")
         os.replace(tmp, dest)
     finally:
