@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from adc_dist import inputs
+from adc_dist.cluster.access import RAY_KINDS, check_policy_beside
 from adc_dist.cluster.exposure import scan_text
 from adc_dist.cluster.problems import Problem, Report
 from adc_dist.cluster.yamldoc import load_documents
@@ -50,6 +51,8 @@ def check_file(path: str | Path) -> list[Problem]:
             check_launcher(doc, report)
         elif kind == "kubernetes":
             check_manifest(doc, report)
+            if doc.data.get("kind") in RAY_KINDS:
+                check_policy_beside([d.data for d in docs], p.parent, report)
         elif kind == "runtime_env":
             # Its GPUs are unknown here: do not demand a CUDA torch, but do demand a pinned one.
             check_runtime_env(doc.data, 0, report, ())
