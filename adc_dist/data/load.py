@@ -25,7 +25,9 @@ from adc_dist.data.registry import TaskSpec, get_task
 from adc_dist.data.sources import Dataset
 from adc_dist.data.task_data import TaskData
 from adc_dist.errors import AdcError
+from adc_dist.inputs import short
 
+MAX_DOMAINS = 64  # each domain is an item table and a head; thousands mean the wrong column was named
 FORMAT = 2  # bump when the cached layout or meaning changes: old caches are then ignored (2: ids file)
 
 
@@ -115,7 +117,9 @@ def _task_table(spec: TaskSpec, files: dict[str, tuple[Path, str]], min_rating: 
     ids = id_map(full)  # the file's own ids, carried through the re-indexing below
     domains = list(spec.domains) if spec.domains is not None else list(full["domain"].cat.categories)
     if len(domains) < 2:
-        raise AdcError(f"{source}: a cross-domain task needs at least two domains, found {domains}")
+        raise AdcError(f"{source}: a cross-domain task needs at least two domains, found {short(domains)}")
+    if len(domains) > MAX_DOMAINS:
+        raise AdcError(f"{source}: {len(domains):,} domains; the limit is {MAX_DOMAINS} (is 'domain' the right column?)")
     if min_rating is not None:
         full = full[full["rating"].to_numpy() >= min_rating]
     present = set(full["domain"].cat.categories[np.unique(domain_codes(full))])

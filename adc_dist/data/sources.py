@@ -19,6 +19,7 @@ import errno
 import hashlib
 import os
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -32,7 +33,8 @@ from adc_dist.inputs import file_kind, one_line, open_regular
 DATA_ROOT_ENV = "ADC_DATA_ROOT"
 CACHE_DIR_ENV = "ADC_CACHE_DIR"
 MIRROR_ENV = "ADC_DATA_MIRROR"
-DOWNLOAD_TIMEOUT_S = 60
+DOWNLOAD_TIMEOUT_S = 60  # per network operation
+MIN_DOWNLOAD_RATE = 32 * 1024  # bytes/s: a slower server (a trickle that resets every timeout) is given up
 
 
 @dataclass(frozen=True)
@@ -258,12 +260,17 @@ def download(url: str, dest: Path, sha256: str, max_bytes: int) -> None:
     try:
         h = hashlib.sha256()
         got = 0
+        deadline = time.monotonic() + DOWNLOAD_TIMEOUT_S + max_bytes / MIN_DOWNLOAD_RATE
         with os.fdopen(fd, "wb") as out, opener.open(url, timeout=DOWNLOAD_TIMEOUT_S) as resp:
             announced = resp.headers.get("Content-Length")
             if announced is not None and announced.strip().isdigit() and int(announced) > max_bytes:
                 raise AdcError(f"{url}: the server announces {int(announced):,} bytes, but the pinned file has "
                                f"{max_bytes:,}; the download was refused, {dest} was not written")
-            for block in iter(lambda: resp.read(1 << 20), b""):
+            # read1: returns what has arrived, so the deadline is checked even against a trickle
+            for block in iter(lambda: resp.read1(1 << 16), b""):
+                if time.monotonic() > deadline:
+                    raise AdcError(f"{url}: the download is slower than {MIN_DOWNLOAD_RATE // 1024} KiB/s and was "
+                                   f"given up; {dest} was not written")
                 got += len(block)
                 if got > max_bytes:
                     raise AdcError(f"{url}: the server sent more than the {max_bytes:,} bytes of the pinned file; "

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.server
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,12 @@ class Server:
                     self.send_header(k, v)
                 self.end_headers()
                 try:
-                    self.wfile.write(body)
+                    for part in body if isinstance(body, list) else [body]:
+                        if part is None:
+                            time.sleep(0.2)  # a trickle: a pause between small parts
+                        else:
+                            self.wfile.write(part)
+                            self.wfile.flush()
                 except (BrokenPipeError, ConnectionResetError):  # the client stopped reading: expected
                     pass
 
@@ -120,3 +126,17 @@ def test_an_announced_size_above_the_pinned_one_is_refused_before_reading(server
     with pytest.raises(AdcError, match=f"announces {big:,} bytes"):
         load(tmp_path)
     assert leftovers(tmp_path / "cache") == []
+
+
+def test_a_trickling_server_is_given_up_by_the_overall_deadline(servers, tmp_path, monkeypatch):
+    import adc_dist.data.sources as sources
+
+    # scaled down: 1 s plus the pinned size at a rate that would take ~1 s more
+    monkeypatch.setattr(sources, "DOWNLOAD_TIMEOUT_S", 1)
+    monkeypatch.setattr(sources, "MIN_DOWNLOAD_RATE", SIZES[REL])
+    trickle = [b"x" * 100, None] * 40  # 100 bytes per 0.2 s: each read returns, no socket timeout
+    monkeypatch.setenv(MIRROR_ENV, servers(lambda path: (200, {"Connection": "close"}, trickle)).url)
+    t0 = time.monotonic()
+    with pytest.raises(AdcError, match="slower than"):
+        load(tmp_path)
+    assert time.monotonic() - t0 < 6 and leftovers(tmp_path / "cache") == []

@@ -21,7 +21,7 @@ import pandas as pd
 from adc_dist.data.canonical import canonical, raw_frame
 from adc_dist.data.readers._parse import ids, ratings, read_rows, tokens
 from adc_dist.errors import AdcError
-from adc_dist.inputs import open_regular, short
+from adc_dist.inputs import one_line, open_regular, short
 
 SEPARATORS = {".csv": ",", ".tsv": "\t", ".txt": "\t"}
 SUFFIXES = (*SEPARATORS, ".parquet")
@@ -35,7 +35,7 @@ def _load(path: Path) -> tuple[pd.DataFrame, int]:
         try:
             return pd.read_parquet(path), 1
         except Exception as e:  # pyarrow raises several unrelated types for a bad file
-            raise AdcError(f"{path}: not a readable Parquet file ({e})") from None
+            raise AdcError(f"{path}: not a readable Parquet file ({one_line(str(e), 120)})") from None
     if suffix not in SEPARATORS:
         raise AdcError(f"{path}: unsupported file type {suffix!r}; use one of {', '.join(SUFFIXES)}")
     sep = SEPARATORS[suffix]
