@@ -19,8 +19,8 @@ from typing import Any, Mapping, get_args, get_origin, get_type_hints
 import yaml
 
 from adc_dist import inputs
-from adc_dist.inputs import short
 from adc_dist.errors import AdcError
+from adc_dist.inputs import short
 
 BALANCERS = ("gradnorm", "equal", "static", "uncertainty")
 HIDDEN_SHAPES = ("halving", "constant")
@@ -90,7 +90,9 @@ class TrainConfig:
         need(0.0 < self.subsample_frac <= 1.0, f"subsample_frac must be in (0, 1] (got {self.subsample_frac})")
         need(self.d > 0, f"d must be > 0 (got {self.d})")
         need(self.num_hidden_layers >= 1, f"num_hidden_layers must be >= 1 (got {self.num_hidden_layers})")
-        need(self.hidden_shape in HIDDEN_SHAPES, f"hidden_shape must be one of {HIDDEN_SHAPES} (got {short(self.hidden_shape)})")
+        need(self.hidden_shape in HIDDEN_SHAPES,
+             f"hidden_shape must be one of {HIDDEN_SHAPES} (got {short(self.hidden_shape)})")
+        # (bounded: 2 ** 10**9 would not finish; the limit itself is reported below)
         if self.hidden_shape == "halving" and self.d > 0 and 1 <= self.num_hidden_layers <= LIMITS["num_hidden_layers"]:
             need(self.d // 2 ** (self.num_hidden_layers - 1) >= 1,
                  f"d={self.d} is too small to halve over {self.num_hidden_layers} hidden layers")
@@ -109,10 +111,12 @@ class TrainConfig:
         need(self.batch_size >= 1, f"batch_size must be >= 1 (got {self.batch_size})")
         need(self.epochs >= 1, f"epochs must be >= 1 (got {self.epochs})")
         need(self.eval_every >= 1, f"eval_every must be >= 1 (got {self.eval_every})")
-        need(len(self.topk) >= 1 and all(k >= 1 for k in self.topk), f"topk must be a list of N >= 1 (got {short(self.topk)})")
+        need(len(self.topk) >= 1 and all(k >= 1 for k in self.topk),
+             f"topk must be a list of N >= 1 (got {short(self.topk)})")
         metric, _, n = self.early_stop_metric.partition("@")
         need(metric in ("recall", "ndcg") and n.isdecimal() and len(n) <= 9 and int(n) in self.topk,
-             f"early_stop_metric must be recall@N or ndcg@N with N in topk={short(self.topk)} (got {short(self.early_stop_metric)})")
+             f"early_stop_metric must be recall@N or ndcg@N with N in topk={short(self.topk)} "
+             f"(got {short(self.early_stop_metric)})")
         need(self.patience >= 0, f"patience must be >= 0 (got {self.patience})")
         need(self.num_workers >= 0, f"num_workers must be >= 0 (got {self.num_workers})")
         need(self.cpus_per_worker > 0, f"cpus_per_worker must be > 0 (got {self.cpus_per_worker})")
@@ -143,7 +147,7 @@ def limit_problems(cfg: TrainConfig) -> list[str]:
     """What :data:`LIMITS` and finiteness refuse: NaN or infinite numbers (``lr: .inf`` passes a
     ``> 0`` test), counts above their limit, and the list fields' values."""
     bad = []
-    for name, typ in _HINTS.items():
+    for name in _HINTS:
         value = getattr(cfg, name)
         if isinstance(value, float) and not math.isfinite(value):
             bad.append(f"{name} must be a finite number (got {value})")
@@ -237,7 +241,8 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise AdcError(f"config file {path} must hold a mapping of key: value (found a {type(data).__name__})")
+        raise AdcError(f"config file {inputs.show(path)} must hold a mapping of key: value "
+                       f"(found a {type(data).__name__})")
     return data
 
 

@@ -29,7 +29,7 @@ import yaml
 
 from adc_dist.errors import AdcError
 
-MAX_MESSAGE = 300  # characters of one error line
+MAX_MESSAGE = 293  # characters of one message: with run_cli's "error: " a line of at most 300
 MAX_YAML_BYTES = 1 << 20  # 1 MiB: the largest config / space / cluster file here is 8 KB
 MAX_YAML_DEPTH = 40  # nesting of mappings and lists (cluster files need about 12)
 MAX_YAML_ALIASES = 200  # '*name' references in one file
@@ -54,6 +54,18 @@ def one_line(message: str, limit: int = MAX_MESSAGE) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def show(path: str | os.PathLike, limit: int = 120) -> str:
+    """A path for a message: control characters escaped, the middle of a very long one elided,
+    so that the reason after it still fits on the line."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(path))
+    return text if len(text) <= limit else text[: limit // 2 - 2] + "..." + text[-(limit // 2 - 1):]
+
+
+def _err(message: str) -> AdcError:
+    """An AdcError of one line: paths may hold newlines or be long (a hostile file name)."""
+    return AdcError(one_line(message))
+
+
 def file_kind(mode: int) -> str:
     """What a non-regular ``st_mode`` is, in words ("a named pipe", ...)."""
     return next((name for test, name in _KINDS if test(mode)), "not a regular file")
@@ -61,12 +73,12 @@ def file_kind(mode: int) -> str:
 
 def _os_error(path: Path, what: str, e: OSError) -> AdcError:
     if e.errno == errno.ENOENT:
-        return AdcError(f"{what} {path} does not exist")
+        return _err(f"{what} {show(path)} does not exist")
     if e.errno == errno.ELOOP:
-        return AdcError(f"{what} {path} is a symbolic link that loops (it points back at itself)")
+        return _err(f"{what} {show(path)} is a symbolic link that loops (it points back at itself)")
     if e.errno in (errno.EACCES, errno.EPERM):
-        return AdcError(f"{what} {path} cannot be read (permission denied)")
-    return AdcError(one_line(f"{what} {path} cannot be read ({e.strerror or e})"))
+        return _err(f"{what} {show(path)} cannot be read (permission denied)")
+    return _err(f"{what} {show(path)} cannot be read ({e.strerror or e})")
 
 
 def open_regular(path: str | os.PathLike, what: str = "file"):
@@ -81,12 +93,12 @@ def open_regular(path: str | os.PathLike, what: str = "file"):
         fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
     except OSError as e:
         if e.errno == errno.EISDIR:
-            raise AdcError(f"{what} {p} is a folder, not a file") from None
+            raise _err(f"{what} {show(p)} is a folder, not a file") from None
         raise _os_error(p, what, e) from None
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            raise AdcError(f"{what} {p} is {file_kind(mode)}, not a regular file; give the path of a file")
+            raise _err(f"{what} {show(p)} is {file_kind(mode)}, not a regular file; give the path of a file")
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)  # a regular file: plain blocking reads from here on
         return os.fdopen(fd, "rb")
@@ -95,19 +107,13 @@ def open_regular(path: str | os.PathLike, what: str = "file"):
         raise
 
 
-def check_regular(path: str | os.PathLike, what: str = "file") -> Path:
-    """``path`` if it is a readable regular file (see :func:`open_regular`), else AdcError."""
-    with open_regular(path, what):
-        return Path(path)
-
-
 def read_bytes(path: str | os.PathLike, what: str = "file", limit: int = MAX_YAML_BYTES) -> bytes:
     """The bytes of the regular file ``path``, refused (not read) above ``limit`` bytes."""
     with open_regular(path, what) as f:
         size = os.fstat(f.fileno()).st_size
         data = f.read(limit + 1)
     if size > limit or len(data) > limit:
-        raise AdcError(f"{what} {path} is {max(size, len(data)):,} bytes; the limit is {limit:,} "
+        raise _err(f"{what} {show(path)} is {max(size, len(data)):,} bytes; the limit is {limit:,} "
                        f"(a {what} is a few kilobytes: is this the right file?)")
     return data
 
@@ -118,11 +124,11 @@ def decode_text(data: bytes, path: str | os.PathLike, what: str = "file") -> str
         data = data[3:]
     nul = data.find(b"\x00")
     if nul >= 0:
-        raise AdcError(f"{what} {path} is binary, not text (a NUL byte at offset {nul})")
+        raise _err(f"{what} {show(path)} is binary, not text (a NUL byte at offset {nul})")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise AdcError(f"{what} {path} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start})") from None
+        raise _err(f"{what} {show(path)} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start})") from None
 
 
 def read_text(path: str | os.PathLike, what: str = "file", limit: int = MAX_YAML_BYTES) -> str:
@@ -220,11 +226,11 @@ def compose_documents(text: str, where: str) -> list[yaml.Node]:
             nodes.append(node)
         return nodes
     except _Refused as e:
-        raise AdcError(f"{where} is refused: {e}") from None
+        raise _err(f"{where} is refused: {e}") from None
     except yaml.YAMLError as e:
-        raise AdcError(f"{where} is not valid YAML: {_yaml_error(e)}") from None
+        raise _err(f"{where} is not valid YAML: {_yaml_error(e)}") from None
     except RecursionError:  # pragma: no cover - the depth limit comes first
-        raise AdcError(f"{where} is refused: nested too deeply") from None
+        raise _err(f"{where} is refused: nested too deeply") from None
     finally:
         if loader is not None:
             loader.dispose()
@@ -238,10 +244,10 @@ def construct(node: yaml.Node | None, where: str) -> Any:
     try:
         return loader.construct_document(node)
     except yaml.YAMLError as e:
-        raise AdcError(f"{where} is not valid YAML: {_yaml_error(e)}") from None
+        raise _err(f"{where} is not valid YAML: {_yaml_error(e)}") from None
     except (ValueError, OverflowError, TypeError) as e:
         # e.g. an integer of more than 4,300 digits, a timestamp such as 2024-13-45
-        raise AdcError(one_line(f"{where} holds a value YAML cannot read ({e})")) from None
+        raise _err(f"{where} holds a value YAML cannot read ({e})") from None
     finally:
         loader.dispose()
 
@@ -250,7 +256,7 @@ def load_yaml_text(text: str, where: str) -> Any:
     """The single document in ``text`` (None when empty), within the limits."""
     nodes = compose_documents(text, where)
     if len(nodes) > 1:
-        raise AdcError(f"{where} holds {len(nodes)} YAML documents ('---' separated); expected one")
+        raise _err(f"{where} holds {len(nodes)} YAML documents ('---' separated); expected one")
     return construct(nodes[0], where) if nodes else None
 
 
@@ -263,4 +269,4 @@ def load_yaml(path: str | os.PathLike, what: str = "YAML file", limit: int = MAX
     a recursive alias, several documents, Python-object tags.
     """
     text = read_text(path, what, limit)
-    return load_yaml_text(text, f"{what} {path}")
+    return load_yaml_text(text, f"{what} {show(path)}")

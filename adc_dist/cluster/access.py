@@ -85,7 +85,8 @@ def check_security_group(data: dict[str, Any], report: Report) -> None:
         return
     for i, rule in enumerate(rules):
         if not isinstance(rule, dict):
-            report.error(path + (i,), f"each rule must be a mapping (FromPort, ToPort, IpRanges, ...), got {short(rule)}")
+            report.error(path + (i,), f"each rule must be a mapping (FromPort, ToPort, IpRanges, ...), "
+                                      f"got {short(rule)}")
             continue
         ranges = [r.get("CidrIp") for r in _mappings(rule.get("IpRanges"))] + \
                  [r.get("CidrIpv6") for r in _mappings(rule.get("Ipv6Ranges"))]
@@ -153,7 +154,10 @@ def _peer_admits_all(peer: Any) -> bool:
     if isinstance(block, dict) and block.get("cidr") in ("0.0.0.0/0", "::/0"):
         return True
     pods, namespaces = peer.get("podSelector"), peer.get("namespaceSelector")
-    empty = lambda sel: isinstance(sel, dict) and not sel.get("matchLabels") and not sel.get("matchExpressions")  # noqa: E731
+
+    def empty(sel: Any) -> bool:  # a selector that selects everything
+        return isinstance(sel, dict) and not sel.get("matchLabels") and not sel.get("matchExpressions")
+
     if namespaces is not None and empty(namespaces) and (pods is None or empty(pods)):
         return True  # every pod of every namespace
     return pods is not None and empty(pods) and namespaces is None  # every pod of the namespace

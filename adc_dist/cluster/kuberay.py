@@ -17,13 +17,12 @@ from typing import Any
 
 from adc_dist import inputs
 from adc_dist.cluster import pins
-from adc_dist.cluster.access import check_cluster_auth, check_network_policy, env_auth_mode
+from adc_dist.cluster.access import RAY_KINDS, check_cluster_auth, check_network_policy, env_auth_mode
 from adc_dist.cluster.jobs import ClusterShape, check_command
 from adc_dist.cluster.problems import Report
 from adc_dist.cluster.yamldoc import Document
 from adc_dist.errors import AdcError
 
-RAY_KINDS = ("RayCluster", "RayJob", "RayService")
 CLUSTER_SPEC = {"headGroupSpec", "workerGroupSpecs", "rayVersion", "enableInTreeAutoscaling",
                 "autoscalerOptions", "headServiceAnnotations", "suspend", "managedBy",
                 "gcsFaultToleranceOptions", "upgradeStrategy", "authOptions"}

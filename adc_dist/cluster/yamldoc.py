@@ -48,7 +48,7 @@ def load_documents(path: str | FsPath) -> list[Document]:
     AdcError line.
     """
     text = inputs.read_text(path, "cluster file")
-    where = f"cluster file {path}"
+    where = f"cluster file {inputs.show(path)}"
     docs = []
     for node in inputs.compose_documents(text, where):
         lines: dict[tuple, int] = {}

@@ -119,7 +119,8 @@ def _task_table(spec: TaskSpec, files: dict[str, tuple[Path, str]], min_rating: 
     if len(domains) < 2:
         raise AdcError(f"{source}: a cross-domain task needs at least two domains, found {short(domains)}")
     if len(domains) > MAX_DOMAINS:
-        raise AdcError(f"{source}: {len(domains):,} domains; the limit is {MAX_DOMAINS} (is 'domain' the right column?)")
+        raise AdcError(f"{source}: {len(domains):,} domains; the limit is {MAX_DOMAINS} "
+                       f"(is 'domain' the right column?)")
     if min_rating is not None:
         full = full[full["rating"].to_numpy() >= min_rating]
     present = set(full["domain"].cat.categories[np.unique(domain_codes(full))])

@@ -219,10 +219,12 @@ def fetch(folder: str, rel: str, *, root: Path, cache_dir: Path) -> tuple[Path, 
         # The fix first, the cause last: the line is cut at 300 characters, and long paths exist.
         raise AdcError(one_line(
             f"{folder}/{rel} is missing: put the file (sha256 {want[:16]}...) at {root / folder / rel} or point "
-            f"--data-root / ${DATA_ROOT_ENV} at a copy of shared/data (download failed: {str(reason)[:60]}; {url})")) from None
+            f"--data-root / ${DATA_ROOT_ENV} at a copy of shared/data "
+            f"(download failed: {str(reason)[:60]}; {url})")) from None
     except OSError as e:  # socket timeouts, connection resets, a full disk
         raise AdcError(one_line(f"{folder}/{rel} could not be downloaded to {dest}: put the file (sha256 "
-                                f"{want[:16]}...) at {root / folder / rel} (download failed: {str(e)[:60]}; {url})")) from None
+                                f"{want[:16]}...) at {root / folder / rel} "
+                                f"(download failed: {str(e)[:60]}; {url})")) from None
     return dest, want
 
 

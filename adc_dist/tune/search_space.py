@@ -213,7 +213,7 @@ def load_space(path: str | os.PathLike, overrides: Mapping[str, Any] | None = No
             hint = "; available: " + ", ".join(str(s) for s in spaces)
         raise AdcError(f"search space {p} does not exist{hint}")
     raw = inputs.load_yaml(p, "search space")  # size, depth and alias limits; one line on bad input
-    return parse_space(raw if raw is not None else {}, where=str(p), overrides=overrides)
+    return parse_space(raw if raw is not None else {}, where=inputs.show(p), overrides=overrides)
 
 
 def parse_space(raw: Any, where: str = "search space", overrides: Mapping[str, Any] | None = None) -> SearchSpace:

@@ -117,7 +117,8 @@ def test_a_kuberay_manifest_without_its_network_policy_is_flagged(tmp_path, name
 
 
 ABSURD = [
-    ("aws-gpu.yaml", "max_workers: 10\n", "max_workers: 100000000\n", "max_workers 100,000,000 is above the limit of 1,000"),
+    ("aws-gpu.yaml", "max_workers: 10\n", "max_workers: 100000000\n",
+     "max_workers 100,000,000 is above the limit of 1,000"),
     ("aws-gpu.yaml", "    max_workers: 8\n", "    max_workers: 5000\n", "max_workers 5,000 is above the limit"),
     ("aws-cpu.yaml", "resources: {CPU: 8}", "resources: {CPU: 100000}", "CPU: 100,000 is above the limit of 1,024"),
     ("kuberay/raycluster-gpu.yaml", "maxReplicas: 8", "maxReplicas: 100000000", "maxReplicas 100,000,000 is above"),

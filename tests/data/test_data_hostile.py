@@ -208,7 +208,8 @@ def test_more_negatives_than_a_domain_can_give_is_refused(book_music):
     (b"\x00\x01\x02" * 100, ["binary content"]),
     (b"user,item,domain\n" + b"x" * 5000 + b",1,book\n", ["at least two domains"]),
     (b"user,item,domain\n" + b"".join(b"1,1,d%d\n" % i for i in range(100)), ["100 domains; the limit is 64"]),
-    (b"user,item,domain\n1,1,b\xc3\xbccher\n1,1,m\xc3\xbasica\n2,2,b\xc3\xbccher\n" + b"PAR1" * 3, ["domain token is missing"]),
+    (b"user,item,domain\n1,1,b\xc3\xbccher\n1,1,m\xc3\xbasica\n2,2,b\xc3\xbccher\n" + b"PAR1" * 3,
+     ["domain token is missing"]),
 ])
 def test_neighbours_of_bad_tables_give_one_line(tmp_path, content, needles):
     (tmp_path / "t.csv").write_bytes(content)

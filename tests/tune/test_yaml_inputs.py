@@ -143,3 +143,12 @@ def test_the_cluster_command_prints_one_line_and_exits_2_for_a_bomb_and_a_pipe(t
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and len(lines[0]) <= 300, r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bomb.yaml", "pipe.yaml"]  # nothing left behind
+
+
+@pytest.mark.parametrize("loader", sorted(LOADERS))
+def test_a_hostile_file_name_still_gives_one_line(tmp_path, loader):
+    path = tmp_path / ("ünï\ncødé " + "x" * 200 + ".yaml")  # a newline and a long unicode name
+    path.write_text(BOMB)
+    with pytest.raises(AdcError) as e:
+        LOADERS[loader](path)
+    assert_one_line(str(e.value))
