@@ -31,7 +31,8 @@ def check_negatives(task: TaskData, negatives: int) -> None:
         n = int(task.n_items[k])
         if negatives > n - 1:
             raise AdcError(f"negatives={negatives:,} but domain {domain!r} of task {task.name} has {n:,} item(s): "
-                           f"at most {max(n - 1, 0):,} negatives per positive can be told apart; lower --negatives")
+                           f"at most {max(n - 1, 0):,} distinct negatives per positive exist there; "
+                           f"lower --negatives")
         full = _full_users(task, k)
         if full.size:
             raise AdcError(f"task {task.name}: {full.size:,} user(s) (e.g. dense user {int(full[0])}) have a train "
