@@ -24,7 +24,8 @@ from typing import Any
 
 import torch
 
-from adc_dist.train.reporting import CHECKPOINT_FILE
+from adc_dist.train import checkpoint as ckpt_io
+from adc_dist.train.reporting import CHECKPOINT_FILE, save_checkpoint_file
 from adc_dist.tune.search_space import config_from_trial
 
 FINAL = "final"  # key of the last result of a trial (test metrics)
@@ -60,7 +61,7 @@ class TuneReporter:
         self._n += 1
         if checkpoint is not None and self.checkpoint_every and self._n % self.checkpoint_every == 0:
             with tempfile.TemporaryDirectory() as tmp:
-                torch.save(checkpoint, Path(tmp) / CHECKPOINT_FILE)
+                save_checkpoint_file(checkpoint, Path(tmp))
                 self._tune.report(dict(metrics), checkpoint=self._tune.Checkpoint.from_directory(tmp))
         else:
             self._tune.report(dict(metrics))
@@ -70,7 +71,7 @@ class TuneReporter:
         if ckpt is None:
             return None
         with ckpt.as_directory() as d:
-            return torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu", weights_only=False)
+            return ckpt_io.load(Path(d) / CHECKPOINT_FILE)
 
     def log(self, line: str) -> None:
         pass  # the driver prints progress; per-epoch lines of many trials would drown it
