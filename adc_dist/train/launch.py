@@ -35,7 +35,7 @@ from adc_dist.config import FIELD_NAMES, TrainConfig, coerce, from_mapping, load
 from adc_dist.errors import AdcError
 from adc_dist.train.memory import check_fits, local_workers
 from adc_dist.train.reporting import LocalReporter
-from adc_dist.train.run_guard import open_run
+from adc_dist.train.run_guard import open_run, ray_storage_error
 
 # Environment that the workers need to see what the driver sees (data and cache dirs).
 FORWARDED_ENV = ("ADC_DATA_ROOT", "ADC_CACHE_DIR", "ADC_DATA_MIRROR")
@@ -221,7 +221,7 @@ def _connect_ray(cfg: TrainConfig, *, quiet: bool) -> TrainConfig:
 def _fit_with_ray(cfg: TrainConfig, *, quiet: bool, per_user: bool) -> dict[str, Any]:
     result = build_trainer(cfg, quiet=quiet, per_user=per_user).fit()
     if result.error is not None:
-        raise result.error
+        raise ray_storage_error(result.error, rd.run_dir_of(cfg)) or result.error
     return result.return_value
 
 

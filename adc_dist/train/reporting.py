@@ -31,18 +31,29 @@ def _rank_world() -> tuple[int, int]:
 
 def _save_atomic(state: dict[str, Any], path: Path) -> None:
     # Written beside the target and renamed: a crash mid-write never leaves a torn checkpoint.
-    try:
-        write_local(path, lambda f: ckpt_io.save(state, f))
-    except OSError as e:
-        raise storage_error(str(path), e, what="write the checkpoint") from None
+    _storage_errors(lambda: write_local(path, lambda f: ckpt_io.save(state, f)), path)
 
 
 def save_checkpoint_file(state: dict[str, Any], directory: Path) -> None:
     """The checkpoint file in a temporary directory that Ray then persists."""
+    _storage_errors(lambda: ckpt_io.save(state, directory / CHECKPOINT_FILE), directory / CHECKPOINT_FILE)
+
+
+def _storage_errors(write, path: Path) -> None:
+    """Run ``write()``; a full disk or unwritable path becomes one AdcError line naming ``path``.
+
+    torch.save turns an OSError inside its zip writer into a RuntimeError ("unexpected
+    pos"), with the OSError as its context: the chain is searched for it.
+    """
     try:
-        ckpt_io.save(state, directory / CHECKPOINT_FILE)
-    except OSError as e:
-        raise storage_error(str(directory / CHECKPOINT_FILE), e, what="write the checkpoint") from None
+        write()
+    except (OSError, RuntimeError) as e:
+        cause: BaseException | None = e
+        while cause is not None and not isinstance(cause, OSError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        raise storage_error(str(path), cause, what="write the checkpoint") from None
 
 
 class Reporter(Protocol):

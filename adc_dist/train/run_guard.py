@@ -18,7 +18,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import re
 import sys
 from contextlib import contextmanager
 from typing import Iterator
@@ -47,9 +49,8 @@ def _listing(fs: pafs.FileSystem, path: str) -> list[pafs.FileInfo]:
         return []
 
 
-def ray_snapshot(run_dir: str) -> dict | None:
-    """Ray Train's checkpoint manager snapshot of a run, or None if it has none."""
-    fs, p = rd.fs_of(run_dir)
+def ray_snapshot(fs: pafs.FileSystem, p: str) -> dict | None:
+    """Ray Train's checkpoint manager snapshot of the run at ``p``, or None if it has none."""
     path = f"{p}/{RAY_SNAPSHOT}"
     if _info(fs, path).type != pafs.FileType.File:
         return None
@@ -74,14 +75,15 @@ def _registered(snap: dict | None) -> tuple[set[str], str | None]:
     return {n for n in names if isinstance(n, str)}, latest.get("checkpoint_dir_name")
 
 
-def remove_torn_checkpoints(run_dir: str, log=lambda line: print(line, file=sys.stderr, flush=True)) -> list[str]:
-    """Remove what a killed writer left: unregistered ``checkpoint_*`` dirs, ``.tmp-*`` files.
+def remove_torn_checkpoints(fs: pafs.FileSystem, p: str,
+                            log=lambda line: print(line, file=sys.stderr, flush=True)) -> list[str]:
+    """Remove what a killed writer left in the run at ``p``: ``checkpoint_*`` directories
+    that Ray's snapshot does not list, ``checkpoints/.tmp-*`` files.
 
-    Only while the run's lock is held (or for a Tune trial's own run): a live writer's
-    checkpoint in progress is unregistered too.
+    Only while no driver works on the run (its lock held, or a Tune trial's own run): a
+    live writer's checkpoint in progress is unregistered too.
     """
-    fs, p = rd.fs_of(run_dir)
-    keep, _ = _registered(ray_snapshot(run_dir))
+    keep, _ = _registered(ray_snapshot(fs, p))
     gone = []
     for info in _listing(fs, p):
         if info.type == pafs.FileType.Directory and info.base_name.startswith(RAY_PREFIX) \
@@ -106,11 +108,24 @@ def has_checkpoint(run_dir: str) -> bool:
 def latest_checkpoint(run_dir: str) -> str | None:
     """The checkpoint file a resumed run will load (Ray's latest, else the local one)."""
     fs, p = rd.fs_of(run_dir)
-    _, latest = _registered(ray_snapshot(run_dir))
+    _, latest = _registered(ray_snapshot(fs, p))
     for path in ([f"{p}/{latest}/{ckpt_io.CHECKPOINT_FILE}"] if latest else []) + [f"{p}/{LOCAL_CHECKPOINT}"]:
         if _info(fs, path).type == pafs.FileType.File:
             return path if not rd.is_uri(run_dir) else None  # an object store's is checked by the worker
     return None
+
+
+def ray_storage_error(error: BaseException, run_dir: str) -> AdcError | None:
+    """A Ray Train failure caused by the storage (a full disk, a read-only or unwritable path) as
+    one line naming the run directory; None for any other failure.
+
+    Ray persists checkpoints inside its workers and hands the driver a wrapped error whose
+    text carries the worker's OSError ("[Errno 28] No space left on device").
+    """
+    m = re.search(r"\[Errno (\d+)\] ([^\n'\"]*)", str(error))
+    if m is None or int(m.group(1)) not in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT):
+        return None
+    return rd.storage_error(run_dir, OSError(int(m.group(1)), m.group(2)), what="write a checkpoint to")
 
 
 @contextmanager
@@ -130,7 +145,7 @@ def open_run(cfg: TrainConfig, *, remove_on_early_failure: bool = True) -> Itera
                 raise AdcError(f"--resume: there is no run directory {run_dir} to continue "
                                f"(check --name and --storage_path)")
             if there:
-                remove_torn_checkpoints(run_dir)
+                remove_torn_checkpoints(*rd.fs_of(run_dir))
                 latest = latest_checkpoint(run_dir)
                 if latest is not None:
                     ckpt_io.load(latest)  # refuses a crafted or damaged file before any worker starts

@@ -98,7 +98,11 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
         from ray.tune.integration.ray_train import TuneReportCallback
 
         from adc_dist.train.launch import build_trainer
+        from adc_dist.train.run_guard import remove_torn_checkpoints
+        from adc_dist.tune.results import open_storage
 
+        run = open_storage(settings.train_storage).child(trial_id)
+        remove_torn_checkpoints(run.fs, run.root)  # a resumed trial: what a killed worker left half-written
         trainer = build_trainer(cfg, callbacks=[TuneReportCallback()], quiet=True,
                                 controller_failure_limit=settings.controller_failure_limit)
         result = trainer.fit()
