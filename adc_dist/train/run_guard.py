@@ -23,6 +23,7 @@ import json
 import re
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 import pyarrow.fs as pafs
@@ -129,12 +130,13 @@ def ray_storage_error(error: BaseException, run_dir: str) -> AdcError | None:
 
 
 @contextmanager
-def open_run(cfg: TrainConfig, *, remove_on_early_failure: bool = True) -> Iterator[str]:
+def open_run(cfg: TrainConfig) -> Iterator[str]:
     """Lock and check ``cfg``'s run directory (module doc); yields its path."""
     run_dir = rd.run_dir_of(cfg)  # checks the name
     parent = rd.absolute(cfg.storage_path).rstrip("/")
     fs, parent_path = rd.fs_of(parent)
-    made_parent = not rd.is_uri(parent) and _info(fs, parent_path).type == pafs.FileType.NotFound
+    # The storage folders this run creates (local disk): removed at the end if left empty.
+    new_dirs = [] if rd.is_uri(parent) else _missing_dirs(Path(parent_path))
     try:
         with DirLock(parent_path, cfg.name, what="run", fs=fs):
             there = rd.exists(run_dir)
@@ -152,12 +154,24 @@ def open_run(cfg: TrainConfig, *, remove_on_early_failure: bool = True) -> Itera
             try:
                 yield run_dir
             except BaseException:
-                if remove_on_early_failure and not has_checkpoint(run_dir):
+                if not has_checkpoint(run_dir):
                     _remove(run_dir)
                 raise
     finally:
-        if made_parent and not _listing(fs, parent_path):
-            _remove(parent)  # the storage path this run created, left empty
+        for d in new_dirs:  # deepest first; rmdir refuses a folder that is not empty
+            try:
+                d.rmdir()
+            except OSError:
+                break
+
+
+def _missing_dirs(path: Path) -> list[Path]:
+    """``path`` and its ancestors that do not exist yet, deepest first."""
+    out = []
+    while not path.exists() and path != path.parent:
+        out.append(path)
+        path = path.parent
+    return out
 
 
 def _remove(path: str) -> None:

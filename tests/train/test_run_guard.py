@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -242,3 +243,18 @@ def test_a_killed_driver_is_refused_while_alive_then_resumes_identical(tmp_path,
     assert final == uninterrupted[0]  # difference 0.0: epochs depend only on (seed, epoch, rank)
     pd.testing.assert_frame_equal(hist, uninterrupted[1])
     assert not (tmp_path / ".killed.lock").exists()
+
+
+def test_a_resume_of_a_run_killed_before_its_first_checkpoint_starts_it_afresh(tmp_path, data_root):
+    """What a SIGKILLed driver leaves before epoch 1 ends: config.yaml and a stale lock."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / ".early.lock").write_text(json.dumps({"host": socket.gethostname(), "pid": dead.pid}))
+    (tmp_path / "early").mkdir()
+    (tmp_path / "early" / "config.yaml").write_text("task: amazon-dvd-video\n")
+    argv = [*ARGS, "--epochs", "1", "--storage_path", str(tmp_path), "--name", "early"]
+    with pytest.raises(AdcError, match="already exists: pass --resume"):
+        main(argv)
+    main([*argv, "--resume"])
+    assert pd.read_parquet(tmp_path / "early" / "history.parquet")["epoch"].tolist() == [1]
+    assert not (tmp_path / ".early.lock").exists()
