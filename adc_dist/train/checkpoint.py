@@ -33,7 +33,7 @@ TENSOR_KEYS = ("model", "optimizer", "balancer")
 BEST_MODEL = "best_model"
 
 
-def short(path: os.PathLike | str, keep: int = 120) -> str:
+def short(path: os.PathLike | str, keep: int = 80) -> str:
     """A path cut to its last ``keep`` characters: error lines stay one short line."""
     s = str(path)
     return s if len(s) <= keep else "..." + s[-keep:]
@@ -50,7 +50,7 @@ def _reason(e: Exception) -> str:
     """The informative line of torch's long refusal (e.g. "unsupported GLOBAL posix.system")."""
     boiler = ("Weights only load failed", "Please file an issue", "Check the documentation")
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip() and not ln.strip().startswith(boiler)]
-    return (lines[0] if lines else type(e).__name__)[:90]
+    return (lines[0] if lines else type(e).__name__)[:80]
 
 
 def encode(state: dict[str, Any]) -> dict[str, Any]:

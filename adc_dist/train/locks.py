@@ -111,7 +111,7 @@ class DirLock:
             where = f"PID {holder.get('pid')} on host {holder.get('host')}" if holder else "another driver"
             hint = ("" if state else f"; if that process is gone, remove {self.path}")
             raise AdcError(f"{self.what} {self.name!r} is in use by {where} (since {holder.get('since', '?')}): "
-                           f"wait for it to finish or stop it first{hint}"[:300])
+                           f"wait for it to finish or stop it first{hint}"[:290])
         raise AdcError(f"could not take the lock {self.path} of {self.what} {self.name!r}: other drivers keep "
                        f"taking it; start one driver at a time")
 

@@ -92,9 +92,9 @@ def storage_error(path: str, e: OSError, what: str = "write to") -> AdcError:
                errno.EDQUOT: "the disk quota is exceeded", errno.ENOTDIR: "a part of the path is a file",
                errno.EEXIST: "a file is in the way"}
     why = reasons.get(e.errno) or (str(e).strip().splitlines() or [type(e).__name__])[0][:80]
-    shown = path if len(path) <= 120 else "..." + path[-120:]
-    return AdcError(f"cannot {what} {shown}: {why}; fix the storage (or choose another --storage_path) and "
-                    f"run again (a run with a checkpoint continues with --resume)")
+    shown = path if len(path) <= 100 else "..." + path[-100:]
+    return AdcError(f"cannot {what} {shown}: {why}; fix it (or use another --storage_path) and run again; "
+                    f"a run with a checkpoint continues with --resume")
 
 
 def write_bytes(path: str, data: bytes) -> None:
