@@ -147,6 +147,8 @@ def test_a_killed_driver_resumes_and_every_trial_appears_once(ray_local, tmp_pat
         codes = [p.poll() for p in procs]
         assert sorted(codes, key=str) == [2, None], [log.name for log in logs]
         loser, proc = (procs[0], procs[1]) if codes[0] == 2 else (procs[1], procs[0])
+        os.killpg(proc.pid, signal.SIGSTOP)  # the sweep (driver and its Ray) paused, alive: checked below
+        before = pd.read_parquet(results / R.TRIALS_FILE)
         # (the plan may be printed first: the lock is taken when the sweep starts writing)
         said = Path(logs[procs.index(loser)].name).read_text()
         refused = said.strip().splitlines()[-1]
@@ -156,7 +158,6 @@ def test_a_killed_driver_resumes_and_every_trial_appears_once(ray_local, tmp_pat
                                         "--resume"], capture_output=True, text=True, env=env, timeout=300))
         assert f"sweep 'killed' is in use by PID {proc.pid}" in live
         assert proc.poll() is None
-        before = pd.read_parquet(results / R.TRIALS_FILE)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(30)
     finally:
