@@ -106,7 +106,7 @@ class DirLock:
             if state is False:
                 who = f"PID {holder.get('pid')} on {holder.get('host')}" if holder else "a driver that died at once"
                 self.log(f"note: taking over the stale lock of {self.what} {self.name!r} ({who} is not running)")
-                self._remove_stale()
+                self._remove_stale(holder)
                 continue
             where = f"PID {holder.get('pid')} on host {holder.get('host')}" if holder else "another driver"
             hint = ("" if state else f"; if that process is gone, remove {self.path}")
@@ -177,12 +177,20 @@ class DirLock:
         except OSError:
             return 0.0
 
-    def _remove_stale(self) -> None:
+    def _remove_stale(self, holder: dict[str, Any]) -> None:
         try:
             if self.local:
                 # Renamed first: of two drivers taking over at once, only one rename succeeds.
                 gone = f"{self.path}.stale-{os.getpid()}"
                 os.rename(self.path, gone)
+                try:
+                    taken = json.loads(Path(gone).read_bytes() or b"{}")
+                except ValueError:
+                    taken = {}
+                if taken != holder:
+                    # Another driver took the stale lock over and made a new one meanwhile: put
+                    # its lock back (link fails if yet another exists) and let acquire retry.
+                    os.link(gone, self.path)
                 os.unlink(gone)
             else:
                 self.fs.delete_file(self.path)
