@@ -32,9 +32,11 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from adc_dist.balancing import make_balancer
 from adc_dist.config import TrainConfig
 from adc_dist.data import Interactions, TaskData, load_task
+from adc_dist.data.sampling import check_negatives
 from adc_dist.data.torch_sampler import DomainSampler, EpochBatches, samplers_for
 from adc_dist.errors import AdcError
 from adc_dist.train.evaluate import evaluate
+from adc_dist.train.memory import check_fits
 from adc_dist.model.network import ADC, domain_losses
 from adc_dist.train.reporting import Reporter
 
@@ -46,6 +48,7 @@ def prepare_task(cfg: TrainConfig) -> TaskData:
         task = task.select(cfg.domains)
     if cfg.subsample_domain is not None:
         task = subsample_train(task, cfg.subsample_domain, cfg.subsample_frac, cfg.seed)
+    check_negatives(task, cfg.negatives)  # before any worker starts: one line, not a mid-epoch crash
     return task
 
 
@@ -158,6 +161,9 @@ def fit(cfg: TrainConfig, reporter: Reporter, *, per_user: bool = False, task: T
     task = task if task is not None else prepare_task(cfg)
     K = task.num_domains
 
+    # Refuse a model the device cannot hold before allocating it (a worker on a cluster
+    # checks its own device; the driver checked this machine already).
+    check_fits(cfg, task.n_users, task.n_items, device=device)
     torch.manual_seed(cfg.seed)  # the same initial parameters on every rank (DDP checks)
     model = ADC.from_config(cfg, task.n_users, task.n_items).to(device)
     net = model
