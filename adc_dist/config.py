@@ -21,6 +21,21 @@ from adc_dist.errors import AdcError
 
 BALANCERS = ("gradnorm", "equal", "static", "uncertainty")
 HIDDEN_SHAPES = ("halving", "constant")
+USER_REPRS = ("shared", "shared+specific")
+INTERACTIONS = ("mlp", "mlp+gmf", "gmf")
+LOSSES = ("bce", "bpr")
+
+# Named starting points: a preset fills in every field it names that the mapping (YAML,
+# flags, Tune's trial config) does not set itself. "paper" is the reconstruction of
+# DESIGN.md section 2 exactly as it was trained before the model family existed.
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {
+        "d": 100, "num_hidden_layers": 2, "hidden_shape": "halving", "dropout": 0.0, "init_std": 0.01,
+        "user_repr": "shared", "interaction": "mlp", "item_bias": False,
+        "negatives": 5, "loss": "bce", "l2": 0.0,
+        "lr": 1e-3, "weight_decay": 0.0, "batch_size": 1024, "epochs": 20, "patience": 5,
+    },
+}
 
 
 @dataclass
@@ -33,14 +48,20 @@ class TrainConfig:
     domains: list[str] | None = None  # train on a subset of the task's domains (one: single-domain baseline)
     subsample_domain: str | None = None  # keep only a seeded fraction of this domain's train positives
     subsample_frac: float = 1.0  # ... this fraction (the balancing study uses 0.1)
-    # --- model (DESIGN.md section 2) --------------------------------------------
+    preset: str | None = None  # "paper": DESIGN.md section 2's model and training (PRESETS)
+    # --- model (DESIGN.md section 2; docs/model.md for the variants) --------------
     d: int = 100  # embedding size (paper default)
     num_hidden_layers: int = 2  # shared ReLU layers on [p_u ; q_i]
     hidden_shape: str = "halving"  # "halving": 2d -> d -> d/2 ...; "constant": 2d wide
     dropout: float = 0.0
     init_std: float = 0.01  # normal init of the embedding tables
+    user_repr: str = "shared"  # "shared": p_u (paper); "shared+specific": p_u + s_u^k
+    interaction: str = "mlp"  # "mlp" (paper), "mlp+gmf" (MLP head + p.q), "gmf" (p.q only)
+    item_bias: bool = False  # a learned bias per item added to the logit
     # --- objective and balancing ------------------------------------------------
     negatives: int = 5  # rho: sampled negatives per positive (paper default)
+    loss: str = "bce"  # "bce" over positive + negatives (paper); "bpr": -log sigmoid(s_pos - s_neg)
+    l2: float = 0.0  # L2 on the embeddings of the batch, added to every domain's loss
     balancer: str = "gradnorm"
     gamma: float = 1.5  # GradNorm asymmetry (the paper's gamma, GradNorm's alpha)
     balancer_lr: float = 0.025  # learning rate of the domain weights (GradNorm paper)
@@ -80,6 +101,13 @@ class TrainConfig:
         if self.hidden_shape == "halving" and self.d > 0 and self.num_hidden_layers >= 1:
             need(self.d // 2 ** (self.num_hidden_layers - 1) >= 1,
                  f"d={self.d} is too small to halve over {self.num_hidden_layers} hidden layers")
+        need(self.preset is None or self.preset in PRESETS,
+             f"preset must be one of {tuple(PRESETS)} (got {self.preset!r})")
+        need(self.user_repr in USER_REPRS, f"user_repr must be one of {USER_REPRS} (got {self.user_repr!r})")
+        need(self.interaction in INTERACTIONS,
+             f"interaction must be one of {INTERACTIONS} (got {self.interaction!r})")
+        need(self.loss in LOSSES, f"loss must be one of {LOSSES} (got {self.loss!r})")
+        need(self.l2 >= 0, f"l2 must be >= 0 (got {self.l2})")
         need(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1) (got {self.dropout})")
         need(self.init_std > 0, f"init_std must be > 0 (got {self.init_std})")
         need(self.negatives >= 1, f"negatives must be >= 1 (got {self.negatives})")
@@ -179,12 +207,20 @@ def coerce(key: str, value: Any) -> Any:
 
 
 def from_mapping(values: Mapping[str, Any], where: str = "config") -> TrainConfig:
-    """Build and validate a TrainConfig; unknown keys and bad types raise AdcError."""
+    """Build and validate a TrainConfig; unknown keys and bad types raise AdcError.
+
+    A ``preset`` fills in the fields it names that ``values`` does not set.
+    """
     kwargs = {}
     for key, value in values.items():
         if key not in FIELD_NAMES:
             raise unknown_key_error(key, where)
         kwargs[key] = coerce(key, value)
+    preset = kwargs.get("preset")
+    if preset is not None:
+        if preset not in PRESETS:
+            raise AdcError(f"unknown preset {preset!r} in {where}; known presets: {', '.join(PRESETS)}")
+        kwargs = {**PRESETS[preset], **kwargs}
     return TrainConfig(**kwargs).validate()
 
 
