@@ -16,7 +16,7 @@ import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from adc_dist.balancing import make_balancer
-from adc_dist.config import TrainConfig
+from adc_dist.config import TrainConfig, from_mapping
 from adc_dist.data.sampling import NegativeSampler, rng_for
 from adc_dist.train.loop import _epoch_plan, make_batch, train_step
 from adc_dist.model.network import ADC, domain_losses
@@ -29,14 +29,14 @@ STEPS_CHECKED = 2  # epochs; every step of each is compared across ranks
 
 # Model variants checked across ranks (docs/model.md): the paper's MLP, and a GMF model whose
 # GradNorm weight is the shared user table P, with BPR and L2 on the batch's embeddings.
-VARIANTS = {"paper": {}, "gmf": {"interaction": "gmf", "user_repr": "shared+specific", "item_bias": True,
+VARIANTS = {"paper": {"preset": "paper"}, "gmf": {"interaction": "gmf", "user_repr": "shared+specific", "item_bias": True,
                                  "loss": "bpr", "l2": 1e-3}}
 
 
 def _cfg(balancer: str, variant: str = "paper") -> TrainConfig:
-    return TrainConfig(d=16, batch_size=256, balancer=balancer, gamma=1.5, balancer_lr=0.05, lr=5e-3,
-                       static_weights=[1.5, 0.5] if balancer == "static" else None,
-                       **VARIANTS[variant]).validate()
+    return from_mapping({"d": 16, "batch_size": 256, "balancer": balancer, "gamma": 1.5, "balancer_lr": 0.05,
+                         "lr": 5e-3, "static_weights": [1.5, 0.5] if balancer == "static" else None,
+                         **VARIANTS[variant]})
 
 
 def _rank_main(rank: int, port: int, balancer: str, variant: str, out_dir: str) -> None:
