@@ -62,9 +62,9 @@ class TrainConfig:
     interaction: str = "gmf"  # "mlp" (paper), "mlp+gmf" (MLP head + p.q), "gmf" (p.q only)
     item_bias: bool = True  # a learned bias per item added to the logit (paper: none)
     # --- objective and balancing ------------------------------------------------
-    negatives: int = 1  # rho: sampled negatives per positive (paper: 5)
+    negatives: int = 5  # rho: sampled negatives per positive (paper: 5)
     loss: str = "bpr"  # "bce" over positive + negatives (paper); "bpr": -log sigmoid(s_pos - s_neg)
-    l2: float = 1e-4  # L2 on the embeddings of the batch, added to every domain's loss (paper: 0)
+    l2: float = 1e-3  # L2 on the embeddings of the batch, added to every domain's loss (paper: 0)
     balancer: str = "gradnorm"
     gamma: float = 1.5  # GradNorm asymmetry (the paper's gamma, GradNorm's alpha)
     balancer_lr: float = 0.025  # learning rate of the domain weights (GradNorm paper)

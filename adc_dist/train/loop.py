@@ -210,6 +210,7 @@ def fit(cfg: TrainConfig, reporter: Reporter, *, per_user: bool = False, task: T
             row[f"weight_{dom}"] = float(weights[k])
         row.update({f"balancer_{key}": v for key, v in balancer.stats().items()})
         row["samples_per_s"] = positives * world / train_time
+        row["pairs_per_s"] = positives * (1 + cfg.negatives) * world / train_time  # scored (user, item) pairs
         row["epoch_time_s"] = train_time
         # Peak memory of this (rank 0's) process: ru_maxrss is in KiB on Linux.
         row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
