@@ -5,7 +5,8 @@ evaluation) from model questions: with ``interaction=gmf`` and one domain, ADC i
 (p . q + item bias, BPR, L2 on the batch's embeddings), so its validation NDCG@10 must land
 within 5 % of the BPR-MF baseline's (adc_dist.compare.baselines.mf) trained with the same
 settings and seed on the same split. Music of amazon-book-music: the smaller domain, a few
-seconds per epoch on 2 cores.
+seconds per epoch on 2 cores. Measured (2-core box, loaded): 0.0860 against 0.0889 (97 %)
+after 25 epochs at lr 1e-2; 0.0576 against 0.0600 (96 %) after 12 epochs at lr 5e-3.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from adc_dist.config import TrainConfig
 from adc_dist.train.launch import run
 from adc_dist.train.loop import prepare_task
 
-EPOCHS = 12
-SETTINGS = {"d": 64, "lr": 5e-3, "negatives": 1, "batch_size": 4096, "init_std": 0.1}
+EPOCHS = 25
+SETTINGS = {"d": 64, "lr": 1e-2, "negatives": 1, "batch_size": 4096, "init_std": 0.1}
 L2 = 1e-4
 
 
