@@ -77,7 +77,7 @@ def cold_slice(per_user: pd.DataFrame) -> pd.DataFrame:
     pu = per_user[(per_user["study"] == "main") & (per_user["train_items"] <= COLD_MAX_TRAIN_ITEMS)]
     keys = ["study", "task", "method", "seed", "domain"]
     g = pu.groupby(keys, observed=True)
-    return g[METRICS].mean().join(g.size().rename("n_users")).reset_index()
+    return g[list(METRICS)].mean().join(g.size().rename("n_users")).reset_index()
 
 
 def report_markdown(res: pd.DataFrame, sig: pd.DataFrame, tuning: pd.DataFrame, settings, wall_s: float,
