@@ -22,6 +22,7 @@ import datetime as _dt
 import os
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -32,7 +33,9 @@ import torch.distributed as dist
 from adc_dist.train import run_dir as rd
 from adc_dist.config import FIELD_NAMES, TrainConfig, coerce, from_mapping, load_yaml, unknown_key_error
 from adc_dist.errors import AdcError
+from adc_dist.train.memory import check_fits, local_workers
 from adc_dist.train.reporting import LocalReporter
+from adc_dist.train.run_guard import open_run, ray_storage_error
 
 # Environment that the workers need to see what the driver sees (data and cache dirs).
 FORWARDED_ENV = ("ADC_DATA_ROOT", "ADC_CACHE_DIR", "ADC_DATA_MIRROR")
@@ -95,7 +98,9 @@ def resolve(cfg: TrainConfig, *, local: bool = False) -> TrainConfig:
     if cfg.resume and cfg.name is None:
         raise AdcError("--resume needs the --name of the run to continue")
     if cfg.name is None:
-        changes["name"] = f"{cfg.task}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+        changes["name"] = f"{rd.slug(cfg.task)}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    else:
+        rd.check_name(cfg.name)
     if cfg.data_root is None and os.environ.get("ADC_DATA_ROOT"):
         changes["data_root"] = os.environ["ADC_DATA_ROOT"]
     if cfg.num_workers == 0 and (local or not os.environ.get("RAY_ADDRESS")):
@@ -126,19 +131,6 @@ def check_resources(cfg: TrainConfig, *, local: bool) -> None:
         raise AdcError(f"--num_workers {cfg.num_workers} x --cpus_per_worker {cfg.cpus_per_worker} needs "
                        f"{cfg.num_workers * cfg.cpus_per_worker:g} CPUs; this machine has {cpus}. Use fewer "
                        f"workers or a fractional --cpus_per_worker (e.g. {cpus / cfg.num_workers:g})")
-
-
-def prepare_run_dir(cfg: TrainConfig) -> str:
-    run_dir = rd.run_dir_of(cfg)
-    there = rd.exists(run_dir)
-    if there and not cfg.resume:
-        raise AdcError(f"run directory {run_dir} already exists: pass --resume to continue it, "
-                       f"or choose another --name")
-    if cfg.resume and not there:
-        raise AdcError(f"--resume: there is no run directory {run_dir} to continue "
-                       f"(check --name and --storage_path)")
-    rd.write_config(f"{run_dir}/config.yaml", cfg)
-    return run_dir
 
 
 # --- the Ray Train edge -----------------------------------------------------------------------
@@ -229,7 +221,7 @@ def _connect_ray(cfg: TrainConfig, *, quiet: bool) -> TrainConfig:
 def _fit_with_ray(cfg: TrainConfig, *, quiet: bool, per_user: bool) -> dict[str, Any]:
     result = build_trainer(cfg, quiet=quiet, per_user=per_user).fit()
     if result.error is not None:
-        raise result.error
+        raise ray_storage_error(result.error, rd.run_dir_of(cfg)) or result.error
     return result.return_value
 
 
@@ -262,11 +254,19 @@ def run(cfg: TrainConfig, *, local: bool = False, quiet: bool = False, per_user:
     # Load (and cache) the split once here: bad data stops before any worker starts, and the
     # workers on this machine find the cache ready.
     task = prepare_task(cfg)
+    check_fits(cfg, task.n_users, task.n_items, workers_here=local_workers(cfg, local))
+    # Locked and checked before Ray starts; removed again if the run fails before a checkpoint.
+    with (open_run(cfg) if rank0 else nullcontext(rd.run_dir_of(cfg))) as run_dir:
+        return _train(cfg, task, run_dir, local=local, quiet=quiet, per_user=per_user)
+
+
+def _train(cfg: TrainConfig, task: Any, run_dir: str, *, local: bool, quiet: bool, per_user: bool) -> RunSummary:
+    """In the locked run directory: start or join Ray (unless local), train, write the results."""
+    rank0 = int(os.environ.get("RANK", "0")) == 0
     if not local:
         cfg = _connect_ray(cfg, quiet=quiet)
-    run_dir = rd.run_dir_of(cfg)
     if rank0:
-        prepare_run_dir(cfg)
+        rd.write_config(f"{run_dir}/config.yaml", cfg)
         if not quiet:
             print(f"adc_dist: task {task.name} ({', '.join(task.domains)}), {task.n_users:,} users; "
                   f"{cfg.num_workers} worker(s) on {'GPU' if cfg.use_gpu else 'CPU'}"

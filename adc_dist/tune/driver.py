@@ -31,7 +31,8 @@ import yaml
 
 from adc_dist.errors import AdcError
 from adc_dist.tune.records import TRIALS_FILE
-from adc_dist.tune.plan import FORWARDED_ENV, SPACE_FILE, SWEEP_FILE, SweepPlan, parse_set, plan_sweep, raw_of
+from adc_dist.tune.plan import (FORWARDED_ENV, SPACE_FILE, SWEEP_FILE, SweepPlan, locked, parse_set, plan_sweep,
+                                raw_of)
 from adc_dist.tune.results import open_storage
 from adc_dist.tune.search_space import SearchSpace
 
@@ -59,9 +60,10 @@ def run_planned(plan: SweepPlan, options: dict[str, Any], *, quiet: bool = False
                 ray_init: dict[str, Any] | None = None, flush_every_s: float = 30.0, status_every_s: float = 60.0,
                 controller_failure_limit: int | None = None) -> int:
     """Run a validated plan; return how many of its trials ended (ok, stopped or error)."""
-    _write_sweep_file(plan, options)
-    return _fit(plan, quiet=quiet, ray_init=ray_init or {}, flush_every_s=flush_every_s,
-                status_every_s=status_every_s, controller_failure_limit=controller_failure_limit)
+    with locked(plan):  # one driver per sweep directory, taken before anything is written
+        _write_sweep_file(plan, options)
+        return _fit(plan, quiet=quiet, ray_init=ray_init or {}, flush_every_s=flush_every_s,
+                    status_every_s=status_every_s, controller_failure_limit=controller_failure_limit)
 
 
 def _write_sweep_file(plan: SweepPlan, options: dict[str, Any]) -> None:

@@ -9,15 +9,17 @@ import datetime as _dt
 import json
 import math
 import os
-import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import yaml
 
 from adc_dist.errors import AdcError
 from adc_dist.inputs import decode_text, load_yaml_text
+from adc_dist.train.locks import DirLock
+from adc_dist.train.run_dir import check_name, slug
 from adc_dist.tune.results import Storage, open_storage
 from adc_dist.tune.search_space import SearchSpace, load_space, parse_space
 
@@ -98,8 +100,8 @@ def plan_sweep(space: str | os.PathLike | SearchSpace | None = None, tasks: str 
         raise AdcError("--resume continues the last run of a sweep, --extend adds a new one: choose one")
     if (resume or extend) and not name:
         raise AdcError(f"--{'resume' if resume else 'extend'} needs the --name of the sweep")
-    if name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
-        raise AdcError(f"--name {name!r}: use letters, digits, '.', '_' and '-' only")
+    if name is not None:
+        check_name(name)
     for flag, v, lo in (("--num-samples", num_samples, 1), ("--max-concurrent", max_concurrent, 1),
                         ("--grace-period", grace_period, 1), ("--num-workers", num_workers, 1)):
         if v is not None and v < lo:
@@ -119,7 +121,7 @@ def plan_sweep(space: str | os.PathLike | SearchSpace | None = None, tasks: str 
         if space is None:
             raise AdcError("give --space FILE (a search space, see tune_spaces/)")
         stem = space.name if isinstance(space, SearchSpace) else Path(space).stem
-        name = f"{stem}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+        name = f"{slug(stem)}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
     results = root.child(name)
     try:
         exists = results.exists(SWEEP_FILE)
@@ -210,6 +212,30 @@ def plan_sweep(space: str | os.PathLike | SearchSpace | None = None, tasks: str 
                      time_budget_s=time_budget_s, seed=seed, resources=resources, num_workers=nw,
                      checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints,
                      retry_errored=retry_errored)
+
+
+@contextmanager
+def locked(plan: SweepPlan) -> Iterator[SweepPlan]:
+    """Hold the sweep's lock (``<storage>/.<name>.lock``) while a driver writes into it.
+
+    Taken before anything is written; what ``plan_sweep`` saw is checked again under the
+    lock, since another driver may have started the same sweep since it was planned.
+    """
+    parent = plan.results.root.rstrip("/").rsplit("/", 1)[0]
+    with DirLock(parent, plan.name, what="sweep", fs=plan.results.fs):
+        saved = json.loads(plan.results.read_bytes(SWEEP_FILE)) if plan.results.exists(SWEEP_FILE) else {}
+        if not plan.resume and plan.experiment in saved.get("experiments", []):
+            raise AdcError(f"sweep {plan.name!r} was started by another driver meanwhile: --resume continues "
+                           f"it, or choose another --name")
+        if plan.resume:
+            from ray.tune import Tuner  # reads the storage only; Ray is not started
+
+            exp = plan.results.child("tune")
+            if not Tuner.can_restore(exp.path(plan.experiment), storage_filesystem=exp.fs):
+                raise AdcError(f"--resume: sweep {plan.name} has no Tune experiment state at {exp.uri}/"
+                               f"{plan.experiment} (its driver stopped before the first trial started); "
+                               f"start it again with another --name")
+        yield plan
 
 
 def _same(flag: str, value: Any, saved: dict[str, Any]) -> bool:
