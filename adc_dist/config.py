@@ -24,6 +24,21 @@ from adc_dist.inputs import short
 
 BALANCERS = ("gradnorm", "equal", "static", "uncertainty")
 HIDDEN_SHAPES = ("halving", "constant")
+USER_REPRS = ("shared", "shared+specific")
+INTERACTIONS = ("mlp", "mlp+gmf", "gmf")
+LOSSES = ("bce", "bpr")
+
+# Named starting points: a preset fills in every field it names that the mapping (YAML,
+# flags, Tune's trial config) does not set itself. "paper" is the reconstruction of
+# DESIGN.md section 2 exactly as it was trained before the model family existed.
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {
+        "d": 100, "num_hidden_layers": 2, "hidden_shape": "halving", "dropout": 0.0, "init_std": 0.01,
+        "user_repr": "shared", "interaction": "mlp", "item_bias": False,
+        "negatives": 5, "loss": "bce", "l2": 0.0,
+        "lr": 1e-3, "weight_decay": 0.0, "batch_size": 1024, "epochs": 20, "patience": 5,
+    },
+}
 
 # Upper bounds of counts and sizes: far above any sensible run, low enough that a typo (an
 # extra zero, a value in the wrong flag) is refused with the limit named instead of
@@ -47,27 +62,36 @@ class TrainConfig:
     domains: list[str] | None = None  # train on a subset of the task's domains (one: single-domain baseline)
     subsample_domain: str | None = None  # keep only a seeded fraction of this domain's train positives
     subsample_frac: float = 1.0  # ... this fraction (the balancing study uses 0.1)
-    # --- model (DESIGN.md section 2) --------------------------------------------
-    d: int = 100  # embedding size (paper default)
+    # "paper": DESIGN.md section 2's model and training (PRESETS). Applied by from_mapping
+    # (YAML, flags, Tune trials, replace); TrainConfig(...) itself does not apply it.
+    preset: str | None = None
+    # --- model (docs/model.md; the defaults are the model family's best measured point,
+    # the paper's own values are the "paper" preset) -------------------------------
+    d: int = 128  # embedding size (paper: 100)
     num_hidden_layers: int = 2  # shared ReLU layers on [p_u ; q_i]
     hidden_shape: str = "halving"  # "halving": 2d -> d -> d/2 ...; "constant": 2d wide
     dropout: float = 0.0
-    init_std: float = 0.01  # normal init of the embedding tables
+    init_std: float = 0.1  # normal init of the embedding tables (paper: 0.01)
+    user_repr: str = "shared+specific"  # "shared": p_u (paper); "shared+specific": p_u + s_u^k
+    interaction: str = "gmf"  # "mlp" (paper), "mlp+gmf" (MLP head + p.q), "gmf" (p.q only)
+    item_bias: bool = True  # a learned bias per item added to the logit (paper: none)
     # --- objective and balancing ------------------------------------------------
-    negatives: int = 5  # rho: sampled negatives per positive (paper default)
+    negatives: int = 5  # rho: sampled negatives per positive (paper: 5)
+    loss: str = "bpr"  # "bce" over positive + negatives (paper); "bpr": -log sigmoid(s_pos - s_neg)
+    l2: float = 1e-3  # L2 on the embeddings of the batch, added to every domain's loss (paper: 0)
     balancer: str = "gradnorm"
     gamma: float = 1.5  # GradNorm asymmetry (the paper's gamma, GradNorm's alpha)
     balancer_lr: float = 0.025  # learning rate of the domain weights (GradNorm paper)
     static_weights: list[float] | None = None  # for balancer="static"; rescaled to sum K
     # --- optimisation ------------------------------------------------------------
-    lr: float = 1e-3
+    lr: float = 1e-2  # (paper: 1e-3)
     weight_decay: float = 0.0
-    batch_size: int = 1024  # positives per step of the largest domain, per worker
-    epochs: int = 20
+    batch_size: int = 4096  # positives per step of the largest domain, per worker (paper: 1024)
+    epochs: int = 30  # (paper: 20)
     eval_every: int = 1
     topk: list[int] = field(default_factory=lambda: [5, 10, 20, 50])
     early_stop_metric: str = "ndcg@10"  # mean over domains of this validation metric
-    patience: int = 5  # epochs without improvement before stopping; 0 = never stop early
+    patience: int = 3  # epochs without improvement before stopping; 0 = never stop early (paper: 5)
     eval_users: int = 0  # 0: evaluate every user (exact); N: a fixed seeded sample of N users per domain
     # --- distribution and run ----------------------------------------------------
     num_workers: int = 0  # 0: as many as the machine sensibly holds
@@ -97,6 +121,13 @@ class TrainConfig:
         if self.hidden_shape == "halving" and self.d > 0 and 1 <= self.num_hidden_layers <= LIMITS["num_hidden_layers"]:
             need(self.d // 2 ** (self.num_hidden_layers - 1) >= 1,
                  f"d={self.d} is too small to halve over {self.num_hidden_layers} hidden layers")
+        need(self.preset is None or self.preset in PRESETS,
+             f"preset must be one of {tuple(PRESETS)} (got {short(self.preset)})")
+        need(self.user_repr in USER_REPRS, f"user_repr must be one of {USER_REPRS} (got {short(self.user_repr)})")
+        need(self.interaction in INTERACTIONS,
+             f"interaction must be one of {INTERACTIONS} (got {short(self.interaction)})")
+        need(self.loss in LOSSES, f"loss must be one of {LOSSES} (got {short(self.loss)})")
+        need(self.l2 >= 0, f"l2 must be >= 0 (got {self.l2})")
         need(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1) (got {self.dropout})")
         need(self.init_std > 0, f"init_std must be > 0 (got {self.init_std})")
         need(self.negatives >= 1, f"negatives must be >= 1 (got {self.negatives})")
@@ -227,12 +258,20 @@ def _scalar(typ: Any, value: Any) -> Any:
 
 
 def from_mapping(values: Mapping[str, Any], where: str = "config") -> TrainConfig:
-    """Build and validate a TrainConfig; unknown keys and bad types raise AdcError."""
+    """Build and validate a TrainConfig; unknown keys and bad types raise AdcError.
+
+    A ``preset`` fills in the fields it names that ``values`` does not set.
+    """
     kwargs = {}
     for key, value in values.items():
         if key not in FIELD_NAMES:
             raise unknown_key_error(key, where)
         kwargs[key] = coerce(key, value)
+    preset = kwargs.get("preset")
+    if preset is not None:
+        if preset not in PRESETS:
+            raise AdcError(f"unknown preset {short(preset)} in {where}; known presets: {', '.join(PRESETS)}")
+        kwargs = {**PRESETS[preset], **kwargs}
     return TrainConfig(**kwargs).validate()
 
 

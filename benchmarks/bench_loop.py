@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from adc_dist.balancing import make_balancer
-from adc_dist.config import TrainConfig
+from adc_dist.config import TrainConfig, from_mapping
 from adc_dist.data.sampling import NegativeSampler, rng_for
 from adc_dist.data.sharding import epoch_shard
 from adc_dist.data.torch_sampler import samplers_for
@@ -150,7 +150,7 @@ def project_step(task, cfg: TrainConfig, device: torch.device, autocast):
             state["it"] = iter(epoch_batches(samplers, cfg, state["epoch"], 0, 1))
             state["epoch"] += 1
             users, items = next(state["it"])
-        train_step(model, model, balancer, opt, users, items, 1, autocast())
+        train_step(model, model, balancer, opt, users, items, 1, autocast(), loss=cfg.loss, l2=cfg.l2)
 
     return step
 
@@ -219,7 +219,8 @@ def main() -> None:
     ap.add_argument("--loops-only", action="store_true", help="skip batch building and evaluation")
     args = ap.parse_args()
     device = torch.device("cuda" if args.gpu else "cpu")
-    base = TrainConfig(task=args.task, patience=0)
+    # The paper's shape (MLP over [p; q], BCE): the shape the bare reference loop writes by hand.
+    base = from_mapping({"task": args.task, "patience": 0, "preset": "paper"}, where="bench_loop")
     task = prepare_task(base)
     batches = [int(b) for b in args.batches.split(",")] if args.batches else sorted({base.batch_size, 4096})
     gpu = torch.cuda.get_device_name(0) if args.gpu else "none"

@@ -75,7 +75,7 @@ def _point(users: int, world: int, rank: int, steps: int, eval_users: int, port:
             t1, positives = time.perf_counter(), 0
         users_b, items_b = next(it)
         positives += sum(len(u) for u in users_b)
-        train_step(net, model, balancer, opt, users_b, items_b, world)
+        train_step(net, model, balancer, opt, users_b, items_b, world, loss=cfg.loss, l2=cfg.l2)
     step_s = (time.perf_counter() - t1) / steps
     model.eval()
     t2 = time.perf_counter()

@@ -25,6 +25,7 @@ from adc_dist.compare.table import METHOD_LABELS, column_label, ordered_methods,
 
 _COLORS = {
     "popularity": "#bbbbbb", "bpr_mf": "#8c8c8c", "cmf": "#555555", "mlp_single": "#9ecae1",
+    "neumf": "#c7e9c0", "dtcdr": "#31a354", "adc_paper": "#9e9ac8",
     "adc_equal": "#fdae6b", "adc_static": "#e6550d", "adc_uncertainty": "#74c476", "adc_gradnorm": "#3182bd",
 }
 _STYLES = {"adc_gradnorm": "-", "adc_uncertainty": "--", "adc_equal": ":", "adc_static": "-."}

@@ -1,11 +1,13 @@
 """The methods of the comparison, their candidate configurations, and how one run is made.
 
-Eight methods, all scored by ``adc_dist.evaluate.evaluate`` on the same seeded splits:
+Eleven methods, all scored by ``adc_dist.evaluate.evaluate`` on the same seeded splits:
 
-    popularity, bpr_mf, cmf           adc_dist.baselines (plain PyTorch, no Ray Train)
+    popularity, bpr_mf, cmf,          adc_dist.baselines (plain PyTorch, no Ray Train)
+    neumf, dtcdr
     mlp_single                        ADC on one domain (TrainConfig.domains=[d]), per domain
-    adc_equal, adc_static,            ADC with that balancer (TrainConfig.balancer)
+    adc_equal, adc_static,            ADC (TrainConfig's default model) with that balancer
     adc_uncertainty, adc_gradnorm
+    adc_paper                         the paper preset (DESIGN.md section 2) with GradNorm
 
 Candidate configurations for a validation budget of N (the same N for every method):
 
@@ -13,6 +15,7 @@ Candidate configurations for a validation budget of N (the same N for every meth
   and for CMF the loss); popularity has nothing to tune;
 - the ADC backbone (stage 1): the first N learning rates of ``LR_GRID``, trained with
   ``equal`` weights; ``adc_equal`` is its best, and ``mlp_single`` gets the same N rates;
+  ``adc_paper`` gets the same N rates in a sweep of its own;
 - each other balancer (stage 2) on the stage-1 backbone: the first N values of its own
   knob (``KNOBS``): static weights, GradNorm's gamma, uncertainty's learning rate.
 
@@ -29,11 +32,12 @@ from typing import Any
 
 import pandas as pd
 
-BASELINE_METHODS = ("popularity", "bpr_mf", "cmf")
-ADC_METHODS = ("mlp_single", "adc_equal", "adc_static", "adc_uncertainty", "adc_gradnorm")
+BASELINE_METHODS = ("popularity", "bpr_mf", "cmf", "neumf", "dtcdr")
+ADC_METHODS = ("mlp_single", "adc_equal", "adc_static", "adc_uncertainty", "adc_gradnorm", "adc_paper")
 METHODS = BASELINE_METHODS + ADC_METHODS
 BALANCER = {"mlp_single": "equal", "adc_equal": "equal", "adc_static": "static",
-            "adc_uncertainty": "uncertainty", "adc_gradnorm": "gradnorm"}
+            "adc_uncertainty": "uncertainty", "adc_gradnorm": "gradnorm", "adc_paper": "gradnorm"}
+COLD_MAX_TRAIN_ITEMS = 3  # the cold-user slice: at most this many train items in the evaluated domain
 
 KS = (10, 20)
 METRIC = ("ndcg", 10)  # the validation metric every method is tuned on (mean over domains)
@@ -75,24 +79,47 @@ class FinalRun:
 
 
 # ----------------------------------------------------------------------------- baselines
+def load_study_task(task_name: str, seed: int, subsample: dict[str, Any] | None = None):
+    """The split ``seed`` of a task, with a domain's train positives cut as the sparse study does
+    (``subsample``: TrainConfig's subsample_domain / subsample_frac; the same cut as ADC's)."""
+    from adc_dist.data import load_task
+    from adc_dist.train.loop import subsample_train
+
+    task = load_task(task_name, seed=seed)
+    if subsample:
+        task = subsample_train(task, subsample["subsample_domain"], subsample["subsample_frac"], seed)
+    return task
+
+
+def train_items(task_name: str, seed: int, subsample: dict[str, Any] | None = None) -> pd.DataFrame:
+    """user, domain, train_items: each user's number of train positives per domain (the cold slice)."""
+    import numpy as np
+
+    task = load_study_task(task_name, seed, subsample)
+    parts = []
+    for dom, tr in zip(task.domains, task.train):
+        users, counts = np.unique(tr.users, return_counts=True)
+        parts.append(pd.DataFrame({"user": users, "domain": dom, "train_items": counts}))
+    return pd.concat(parts, ignore_index=True)
+
+
 def baseline_valid(name: str, task_name: str, params: dict[str, Any], seed: int = 0) -> float:
     """Validation NDCG@10 (mean over domains) of baseline ``name`` with ``params`` on split ``seed``."""
     from adc_dist.compare.baselines import fit_baseline
-    from adc_dist.data import load_task
     from adc_dist.train.evaluate import evaluate
 
-    task = load_task(task_name, seed=seed)
+    task = load_study_task(task_name, seed)
     scorer = fit_baseline(name, task, params, seed=seed)
     return evaluate(scorer.score_fn, task, "valid", list(KS)).flat("valid")[_valid_key("mean")]
 
 
-def baseline_final(name: str, task_name: str, params: dict[str, Any], seed: int) -> FinalRun:
+def baseline_final(name: str, task_name: str, params: dict[str, Any], seed: int,
+                   subsample: dict[str, Any] | None = None) -> FinalRun:
     from adc_dist.compare.baselines import fit_baseline
-    from adc_dist.data import load_task
     from adc_dist.train.evaluate import evaluate
 
     t0 = time.perf_counter()
-    task = load_task(task_name, seed=seed)
+    task = load_study_task(task_name, seed, subsample)
     scorer = fit_baseline(name, task, params, seed=seed)
     per_user = evaluate(scorer.score_fn, task, "test", list(KS), per_user=True).per_user
     return FinalRun(per_user, pd.DataFrame(), None, time.perf_counter() - t0)

@@ -5,7 +5,8 @@ Under the output folder:
     results.parquet       one row per study x task x method x seed x domain: recall@10/20,
                           ndcg@10/20 (means over the domain's test users), n_users, the tuned
                           config (JSON), best_epoch, seconds
-    per_user.parquet      the same per test user (float32): the input of the paired tests
+    per_user.parquet      the same per test user (float32): the input of the paired tests;
+                          train_items: the user's train positives in that domain (cold: <= 3)
     tuning.parquet        every configuration tried on validation, with its NDCG@10
     histories.parquet     the ADC runs' per-epoch loss, domain weight, valid NDCG@10 (long)
     significance.parquet  the paired tests (adc_dist.significance)
@@ -24,6 +25,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from adc_dist.compare import figures as figs
+from adc_dist.compare.methods import COLD_MAX_TRAIN_ITEMS
 from adc_dist.compare.table import METHOD_LABELS, METRICS, markdown_table, significance_table
 from adc_dist.train.run_dir import write_bytes, write_parquet
 from adc_dist.compare.significance import versus_best_other
@@ -70,8 +72,16 @@ def _gradnorm_lines(res: pd.DataFrame) -> list[str]:
     return out
 
 
+def cold_slice(per_user: pd.DataFrame) -> pd.DataFrame:
+    """Rows like results.parquet's, over the main study's cold users only (n_users: how many)."""
+    pu = per_user[(per_user["study"] == "main") & (per_user["train_items"] <= COLD_MAX_TRAIN_ITEMS)]
+    keys = ["study", "task", "method", "seed", "domain"]
+    g = pu.groupby(keys, observed=True)
+    return g[list(METRICS)].mean().join(g.size().rename("n_users")).reset_index()
+
+
 def report_markdown(res: pd.DataFrame, sig: pd.DataFrame, tuning: pd.DataFrame, settings, wall_s: float,
-                    reused: int = 0, computed: int = 0) -> str:
+                    reused: int = 0, computed: int = 0, per_user: pd.DataFrame | None = None) -> str:
     main = res[res["study"] == "main"]
     n_seeds = main["seed"].nunique()
     cache = (f" ({reused} of {reused + computed} work units were read from the cache "
@@ -96,9 +106,13 @@ def report_markdown(res: pd.DataFrame, sig: pd.DataFrame, tuning: pd.DataFrame, 
                           "Per-user test NDCG@10 averaged over the seeds; two-sided Wilcoxon signed-rank and "
                           "paired t-test over the users; Holm-adjusted over the rows of this table; verdict at "
                           "level 0.05.", "", significance_table(part), ""]
+    cold = cold_slice(per_user) if per_user is not None else pd.DataFrame()
+    if len(cold):
+        lines += [f"## Cold users: test NDCG@10 of users with at most {COLD_MAX_TRAIN_ITEMS} train items in the "
+                  "domain (main study)", "", markdown_table(cold, "ndcg@10"), ""]
     for study in sorted(set(res["study"]) - {"main"}):
         part = res[res["study"] == study]
-        small = study.removesuffix("-10pct")
+        small = study.removeprefix("sparse-").removesuffix("-10pct")
         lines += [f"## Balancing study: {part['task'].iloc[0]} with '{small}' cut to 10 %", "",
                   f"'{small}' keeps a seeded 10 % of its train positives (valid and test unchanged), so the "
                   "domains differ sharply in scale; static weights and GradNorm's gamma are tuned on this "
@@ -127,14 +141,14 @@ def write_outputs(collected, settings, *, wall_s: float, reused: int = 0, comput
     sig = significance(per_user)
 
     write_parquet(str(out / "results.parquet"), _compact(res))
-    cols = ["study", "task", "method", "seed", "domain", "user", *METRICS]
+    cols = ["study", "task", "method", "seed", "domain", "user", "train_items", *METRICS]
     write_parquet(str(out / "per_user.parquet"), _compact(per_user[cols]))
     write_parquet(str(out / "tuning.parquet"), tuning)
     if len(hist):
         write_parquet(str(out / "histories.parquet"), _compact(hist))
     if len(sig):
         write_parquet(str(out / "significance.parquet"), sig)
-    report = report_markdown(res, sig, tuning, settings, wall_s, reused, computed)
+    report = report_markdown(res, sig, tuning, settings, wall_s, reused, computed, per_user)
     write_bytes(str(out / "results.md"), report.encode())
 
     main = res[res["study"] == "main"]
@@ -146,6 +160,6 @@ def write_outputs(collected, settings, *, wall_s: float, reused: int = 0, comput
         for study in sorted(set(res["study"]) - {"main"}):
             hs = hist[hist["study"] == study]
             if (hs["method"] == "adc_gradnorm").any():
-                small = study.removesuffix("-10pct")
+                small = study.removeprefix("sparse-").removesuffix("-10pct")
                 figs.balancing_figure(res[res["study"] == study], hs, out / "balancing.png", small)
     log(f"wrote {out}/results.md, results.parquet, per_user.parquet, figures ({wall_s / 60:.1f} min in all)")

@@ -24,7 +24,9 @@ from adc_dist.errors import AdcError
 
 METRIC_COLUMNS = [f"{m}@{n}" for m in ("recall", "ndcg") for n in cm.KS]
 # ADC settings fixed in every run of the comparison (a 2-core CPU budget; --set overrides).
-ADC_FIXED: dict[str, Any] = {"d": 32, "num_hidden_layers": 2, "hidden_shape": "halving", "negatives": 5,
+# The model's own choices (variant, loss, negatives) are TrainConfig's defaults, or the paper
+# preset's for adc_paper.
+ADC_FIXED: dict[str, Any] = {"d": 32, "num_hidden_layers": 2, "hidden_shape": "halving",
                              "batch_size": 2048, "epochs": 15, "eval_every": 3, "patience": 2,
                              "topk": list(cm.KS), "early_stop_metric": "ndcg@10"}
 MF_FIXED: dict[str, Any] = {"epochs": 60, "eval_every": 5, "patience": 2, "batch_size": 4096}
@@ -213,6 +215,14 @@ class Comparison:
                 self.record_tuning("main", task_name, "mlp_single", {"lr": lr}, v)
             best["mlp_single"] = {"lr": float(single.idxmax()), "balancer": "equal"}
             self.log(f"  mlp_single: best valid ndcg@10 {single.max():.4f} with lr={single.idxmax():g}")
+        if "adc_paper" in s.methods:  # the paper preset: its own learning rate, the same N rates
+            t = self.sweep(f"{_slug(task_name)}-adc_paper", task_name,
+                           {**s.adc, "preset": "paper", "balancer": "gradnorm", "seed": 0}, {"lr": lrs})
+            scores = t.set_index("lr")["valid_score"]
+            for lr, v in scores.items():
+                self.record_tuning("main", task_name, "adc_paper", {"lr": lr}, v)
+            best["adc_paper"] = {"lr": float(scores.idxmax()), "balancer": "gradnorm", "preset": "paper"}
+            self.log(f"  adc_paper: best valid ndcg@10 {scores.max():.4f} with lr={scores.idxmax():g}")
         # Stage 2: each balancer's own knob on that backbone.
         for m in [m for m in s.methods if m in ("adc_static", "adc_uncertainty", "adc_gradnorm")]:
             best[m] = self.tune_knob("main", task_name, task.num_domains, m,
@@ -257,8 +267,8 @@ class Comparison:
                        "adc": self.s.adc if m in cm.ADC_METHODS else None,
                        "mf": self.s.mf if m in cm.BASELINE_METHODS else None}
                 if m in cm.BASELINE_METHODS:
-                    jobs.append((key, cm.baseline_final,
-                                 {"name": m, "task_name": task_name, "params": best[m], "seed": seed}))
+                    jobs.append((key, cm.baseline_final, {"name": m, "task_name": task_name, "params": best[m],
+                                                          "seed": seed, "subsample": extra or None}))
                 else:
                     run_name = f"{_slug(task_name)}-{m}-s{seed}-{_digest(key)[:8]}"
                     cfg = self.adc_cfg(task=task_name, seed=seed, name=run_name, **best[m], **extra)
@@ -270,12 +280,15 @@ class Comparison:
             return f"{key['final']} seed {key['seed']}: test ndcg@10 {score:.4f} in {fr.seconds:.0f}s"
 
         for (key, _, _), fr in zip(jobs, self.parallel(jobs, what)):
-            self.collect(study, task_name, key["final"], key["seed"], best[key["final"]], fr)
+            self.collect(study, task_name, key["final"], key["seed"], best[key["final"]], fr, extra)
 
     def collect(self, study: str, task_name: str, method: str, seed: int, config: dict[str, Any],
-                fr: cm.FinalRun) -> None:
+                fr: cm.FinalRun, subsample: dict[str, Any] | None = None) -> None:
         ids = {"study": study, "task": task_name, "method": method, "seed": seed}
-        pu = fr.per_user.assign(**ids)
+        # train_items: the user's train positives in the evaluated domain (the cold-user slice).
+        counts = cm.train_items(task_name, seed, subsample or None)
+        pu = fr.per_user.merge(counts, on=["user", "domain"], how="left").assign(**ids)
+        pu["train_items"] = pu["train_items"].fillna(0).astype("int64")
         self.out.per_user.append(pu)
         if len(fr.history):
             self.out.histories.append(fr.history.assign(**ids))
@@ -290,7 +303,6 @@ class Comparison:
         from adc_dist.data import load_task
 
         s = self.s
-        best_lr: dict[str, float] = {}
         for i, task_name in enumerate(s.tasks, 1):
             task = load_task(task_name, seed=0)
             for seed in s.seeds:  # build every split's cache once, here, before the workers read it
@@ -298,25 +310,31 @@ class Comparison:
             self.log(f"task {i}/{len(s.tasks)} {task_name} ({', '.join(task.domains)}): tuning "
                      f"{len(s.methods)} methods, budget {s.budget}")
             best = self.tune_task(task_name, task)
-            if "adc_equal" in best:
-                best_lr[task_name] = best["adc_equal"]["lr"]
             self.log(f"task {i}/{len(s.tasks)} {task_name}: final runs, seeds {s.seeds}")
             self.finals("main", task_name, task.domains, best)
-        if s.balancing and s.tasks[0] in best_lr:
-            self.balancing_study(s.tasks[0], best_lr[s.tasks[0]])
+            if s.balancing and "adc_equal" in best:
+                self.sparse_study(task_name, best)
 
-    def balancing_study(self, task_name: str, lr: float) -> None:
+    def sparse_study(self, task_name: str, main_best: dict[str, dict[str, Any]]) -> None:
+        """The task with its smaller domain's train positives cut to 10 % (study sparse-<domain>-10pct).
+
+        Balancers on the new backbone: equal on the main study's learning rate, static and
+        GradNorm re-tuned on the cut task's validation split. BPR-MF, CMF and the paper preset
+        keep their main-study configurations (the study asks where transfer pays).
+        """
         from adc_dist.data import load_task
 
         task = load_task(task_name, seed=0)
-        small = task.domains[-1]
+        small = min(task.domains, key=lambda d: len(task.train[task.domains.index(d)]))
         sub = {"subsample_domain": small, "subsample_frac": SUBSAMPLE_FRAC}
-        study = f"{small}-10pct"
-        self.log(f"balancing study: {task_name} with '{small}' cut to {SUBSAMPLE_FRAC:.0%} of its train positives")
+        study = f"sparse-{small}-10pct"
+        lr = main_best["adc_equal"]["lr"]
+        self.log(f"sparse study: {task_name} with '{small}' cut to {SUBSAMPLE_FRAC:.0%} of its train positives")
         best = {"adc_equal": {"lr": lr, "balancer": "equal"}}
         for m in ("adc_static", "adc_gradnorm"):
             best[m] = self.tune_knob(study, task_name, task.num_domains, m,
                                      {**self.s.adc, **sub, "lr": lr, "balancer": cm.BALANCER[m], "seed": 0})
+        best.update({m: main_best[m] for m in ("bpr_mf", "cmf", "adc_paper") if m in main_best})
         self.finals(study, task_name, task.domains, best, extra=sub)
 
     # ------------------------------------------------------------------ outputs

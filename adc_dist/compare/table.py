@@ -18,11 +18,14 @@ METHOD_LABELS = {
     "popularity": "MostPop",
     "bpr_mf": "BPR-MF (per domain)",
     "cmf": "CMF (shared users)",
+    "neumf": "NeuMF (per domain)",
+    "dtcdr": "DTCDR-style (pooled users)",
     "mlp_single": "MLP (ADC, one domain)",
     "adc_equal": "ADC equal",
     "adc_static": "ADC static (tuned)",
     "adc_uncertainty": "ADC uncertainty",
     "adc_gradnorm": "ADC GradNorm",
+    "adc_paper": "ADC paper preset (GradNorm)",
 }
 
 

@@ -10,11 +10,18 @@ architecture below is the reconstruction of ``../shared/DESIGN.md`` section 2:
     z_l  = dropout(relu(W_l z_{l-1} + b_l)),  l = 1..L   (shared by all domains)
     y_hat = sigmoid(h_k . z_L + c_k)                      (one head per domain)
 
+That is the ``paper`` preset. The variants (``TrainConfig`` fields, docs/model.md):
+``user_repr="shared+specific"`` uses p_u^k = P[u] + S_k[u] (S_k one domain's own);
+``interaction="mlp+gmf"`` adds p . q to the logit (GMF, scale fixed at 1: a learnable
+scale ran away under Adam at lr 1e-2), ``"gmf"`` keeps p . q alone (no MLP);
+``item_bias`` adds b_k[i]; ``domain_losses(..., "bpr")`` is BPR instead of BCE.
+
 Training scores (user, item) pairs (:meth:`ADC.forward`); evaluation ranks every item
 of a domain for a block of users (:meth:`ADC.score_all`) with the factorised first
 layer ``W_1 [p; q] = W_1u p + W_1i q``, which removes the first layer's cost per pair.
 The per-domain losses (:func:`domain_losses`) are combined by a balancer
-(``adc_dist.balancing``); GradNorm needs :attr:`ADC.shared_weight` (W_L).
+(``adc_dist.balancing``); GradNorm needs :attr:`ADC.shared_weight` (W_L, or P without
+an MLP).
 
 Nothing here fixes a dtype or a device: the module follows ``.to()`` and runs under
 ``torch.autocast`` (bf16 on GPU) unchanged.
@@ -28,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from adc_dist.config import INTERACTIONS, LOSSES, USER_REPRS
 from adc_dist.errors import AdcError
 from adc_dist.model.pair_scorer import default_chunk_pairs, default_threads, score_pairs
 
@@ -54,42 +62,57 @@ def hidden_widths(d: int, num_layers: int, shape: str) -> list[int]:
 
 
 class ADC(nn.Module):
-    """ADC for K >= 1 domains.
+    """ADC and its variants for K >= 1 domains (docs/model.md, "The model family").
 
     Args:
         n_users: users, shared id space over all domains.
         n_items: items per domain, ``n_items[k]`` for domain k (K = len(n_items)).
         d: embedding size of users and items.
-        widths: widths of the L >= 1 shared hidden layers (see :func:`hidden_widths`).
+        widths: widths of the L >= 1 shared hidden layers (see :func:`hidden_widths`);
+            ignored (may be empty) for ``interaction="gmf"``.
         dropout: dropout after every hidden layer (training only).
         init_std: std of the normal init of the embedding tables.
+        user_repr: ``"shared"``: p_u = P[u] (the paper); ``"shared+specific"``:
+            p_u^k = P[u] + S_k[u], with one more user table per domain.
+        interaction: ``"mlp"``: h_k . MLP([p; q]) + c_k (the paper); ``"mlp+gmf"``: that
+            plus p . q (a GMF term, scale fixed at 1); ``"gmf"``: p . q alone.
+        item_bias: add a learned bias b_k[i] per item to the logit.
     """
 
-    def __init__(self, n_users: int, n_items: Sequence[int], d: int, widths: Sequence[int],
-                 dropout: float = 0.0, init_std: float = 0.01) -> None:
+    def __init__(self, n_users: int, n_items: Sequence[int], d: int, widths: Sequence[int] = (),
+                 dropout: float = 0.0, init_std: float = 0.01, *, user_repr: str = "shared",
+                 interaction: str = "mlp", item_bias: bool = False) -> None:
         super().__init__()
         n_items = [int(n) for n in n_items]
-        widths = [int(w) for w in widths]
+        widths = [int(w) for w in widths] if interaction != "gmf" else []
         if n_users < 1 or not n_items or min(n_items) < 1:
             raise AdcError(f"ADC needs n_users >= 1 and >= 1 domain with >= 1 item "
                            f"(got n_users={n_users}, n_items={n_items})")
-        if d < 1 or not widths or min(widths) < 1:
+        if user_repr not in USER_REPRS or interaction not in INTERACTIONS:
+            raise AdcError(f"ADC needs user_repr in {USER_REPRS} and interaction in {INTERACTIONS} "
+                           f"(got {user_repr!r}, {interaction!r})")
+        if d < 1 or (interaction != "gmf" and (not widths or min(widths) < 1)):
             raise AdcError(f"ADC needs d >= 1 and >= 1 hidden layer of width >= 1 (got d={d}, widths={widths})")
         self.d = int(d)
         self.n_items = tuple(n_items)
         self.widths = tuple(widths)
+        self.user_repr, self.interaction = user_repr, interaction
+        self.has_mlp, self.has_gmf = interaction != "gmf", interaction != "mlp"
 
-        self.user_emb = nn.Embedding(n_users, d)
+        self.user_emb = nn.Embedding(n_users, d)  # P: shared by every domain (the transfer)
+        # S_k: the domain-specific part of the user; nothing of it is shared.
+        self.user_specific = nn.ModuleList(nn.Embedding(n_users, d) for _ in n_items
+                                           ) if user_repr == "shared+specific" else None
         self.item_embs = nn.ModuleList(nn.Embedding(n, d) for n in n_items)
+        self.item_bias = nn.ParameterList(nn.Parameter(torch.zeros(n)) for n in n_items) if item_bias else None
         ins = [2 * d] + widths[:-1]
         self.layers = nn.ModuleList(nn.Linear(i, o) for i, o in zip(ins, widths))
-        self.heads = nn.ModuleList(nn.Linear(widths[-1], 1) for _ in n_items)
+        self.heads = nn.ModuleList(nn.Linear(widths[-1], 1) for _ in n_items) if self.has_mlp else nn.ModuleList()
         self.dropout = nn.Dropout(dropout)
 
         # Embeddings: small normal (NCF's choice); layers: Xavier with zero bias, so the
         # initial logits are near 0 and every domain starts at BCE ~ log 2.
-        nn.init.normal_(self.user_emb.weight, std=init_std)
-        for emb in self.item_embs:
+        for emb in [self.user_emb, *(self.user_specific or []), *self.item_embs]:
             nn.init.normal_(emb.weight, std=init_std)
         for lin in [*self.layers, *self.heads]:
             nn.init.xavier_uniform_(lin.weight)
@@ -98,8 +121,9 @@ class ADC(nn.Module):
     @classmethod
     def from_config(cls, cfg: "TrainConfig", n_users: int, n_items: Sequence[int]) -> "ADC":
         """The model a :class:`~adc_dist.config.TrainConfig` describes."""
-        widths = hidden_widths(cfg.d, cfg.num_hidden_layers, cfg.hidden_shape)
-        return cls(n_users, n_items, cfg.d, widths, dropout=cfg.dropout, init_std=cfg.init_std)
+        widths = hidden_widths(cfg.d, cfg.num_hidden_layers, cfg.hidden_shape) if cfg.interaction != "gmf" else []
+        return cls(n_users, n_items, cfg.d, widths, dropout=cfg.dropout, init_std=cfg.init_std,
+                   user_repr=cfg.user_repr, interaction=cfg.interaction, item_bias=cfg.item_bias)
 
     @property
     def num_domains(self) -> int:
@@ -107,41 +131,72 @@ class ADC(nn.Module):
 
     @property
     def shared_weight(self) -> nn.Parameter:
-        """W_L, the weight of the last shared hidden layer (GradNorm's W), [widths[-1], in]."""
-        return self.layers[-1].weight
+        """GradNorm's W, the last weight every domain shares.
+
+        With an MLP: W_L, the last shared hidden layer, [widths[-1], in]. Without one
+        (``gmf``): the shared user table P, [n_users, d] (the specific tables S_k and the
+        item tables are each one domain's and balance nothing).
+        """
+        return self.layers[-1].weight if self.has_mlp else self.user_emb.weight
+
+    def _user_vecs(self, shared_rows: Tensor, users: Tensor, k: int) -> Tensor:
+        """p_u (shared) or p_u + s_u^k (shared+specific) from the rows P[users]."""
+        if self.user_specific is None:
+            return shared_rows
+        return shared_rows + self.user_specific[k](users)
 
     # ---------------------------------------------------------------- training path
     def forward(self, users: Sequence[Tensor], items: Sequence[Tensor], *, last_layer_io: bool = False
-                ) -> list[Tensor] | tuple[list[Tensor], tuple[Tensor, Tensor]]:
+                ) -> list[Tensor] | tuple[list[Tensor], tuple]:
         """Logits of (user, item) pairs, per domain.
 
         Args:
             users: K LongTensors, ``users[k]`` of shape [B_k].
             items: K LongTensors, ``items[k]`` of shape [B_k, C_k] (items of domain k;
                 in training column 0 is the positive, columns 1.. the rho negatives).
-            last_layer_io: also return the input [N, w_{L-1}] and the pre-activation
-                [N, w_L] of the last shared layer (N = sum_k B_k C_k, domains in order),
-                from which GradNorm forms dL_k/dW_L in one matmul per domain. Needs
-                L >= 2 hidden layers (with one, the layer's input [p; q] is never built).
+            last_layer_io: also return what GradNorm needs to form dL_k/dW cheaply
+                (``adc_dist.model.shared_grads``): with an MLP, the input [N, w_{L-1}]
+                and pre-activation [N, w_L] of the last shared layer (N = sum_k B_k C_k,
+                domains in order; needs L >= 2 hidden layers); for ``gmf``, the K
+                gathered rows P[users[k]] and the K ``users`` tensors.
         Returns:
-            K tensors, logits ``[B_k, C_k]`` (and the pair above if asked).
+            K tensors, logits ``[B_k, C_k]`` (and the tap above if asked).
 
         All domains go through the shared MLP in one pass (one matmul per layer instead
         of K), and every head runs on every call: DDP needs every parameter used every
         step.
         """
         self._check_batch(users, items)
+        if last_layer_io and self.has_mlp and len(self.layers) < 2:
+            raise ValueError("last_layer_io needs at least 2 hidden layers")
+        rows = [self.user_emb(u) for u in users]
+        pus = [self._user_vecs(r, u, k) for k, (r, u) in enumerate(zip(rows, users))]
+        qs = [self.item_embs[k](it) for k, it in enumerate(items)]  # [B_k, C_k, d]
+        out, io = self._mlp_logits(pus, qs) if self.has_mlp else ([None] * len(items), None)
+        logits = []
+        for k, it in enumerate(items):
+            x = out[k]
+            if self.has_gmf:  # p . q for every candidate: one batched matmul
+                g = torch.bmm(qs[k], pus[k].unsqueeze(-1)).squeeze(-1)
+                x = g if x is None else x + g
+            if self.item_bias is not None:
+                x = x + self.item_bias[k][it]
+            logits.append(x)
+        if not last_layer_io:
+            return logits
+        return logits, (io if self.has_mlp else (rows, list(users)))
+
+    def _mlp_logits(self, pus: list[Tensor], qs: list[Tensor]) -> tuple[list[Tensor], tuple | None]:
+        """h_k . MLP([p; q]) + c_k per domain, and the last shared layer's (input, pre-activation)."""
         # The first layer factorises here too: W_1u p_u once per user (not once per
         # candidate) plus W_1i q_i per candidate, about 40 % fewer FLOPs than on [p; q].
         first, d = self.layers[0], self.d
         h = []
-        for k, (u, it) in enumerate(zip(users, items)):
-            a = F.linear(self.user_emb(u), first.weight[:, :d])  # [B_k, w_1]
-            b = F.linear(self.item_embs[k](it), first.weight[:, d:], first.bias)  # [B_k, C_k, w_1]
+        for p, q in zip(pus, qs):
+            a = F.linear(p, first.weight[:, :d])  # [B_k, w_1]
+            b = F.linear(q, first.weight[:, d:], first.bias)  # [B_k, C_k, w_1]
             h.append((a.unsqueeze(1) + b).reshape(-1, first.out_features))
         z = self.dropout(F.relu(torch.cat(h, dim=0)))  # [sum_k B_k C_k, w_1]
-        if last_layer_io and len(self.layers) < 2:
-            raise ValueError("last_layer_io needs at least 2 hidden layers")
         io = None
         for i, lin in enumerate(self.layers[1:], start=2):
             pre = lin(z)
@@ -149,11 +204,25 @@ class ADC(nn.Module):
                 io = (z, pre)
             z = self.dropout(F.relu(pre))
         out, start = [], 0
-        for k, it in enumerate(items):
-            n = it.numel()
-            out.append(self.heads[k](z[start:start + n]).reshape(it.shape))
+        for k, q in enumerate(qs):
+            n = q.shape[0] * q.shape[1]
+            out.append(self.heads[k](z[start:start + n]).reshape(q.shape[:2]))
             start += n
-        return (out, io) if last_layer_io else out
+        return out, io
+
+    def embedding_sq_norms(self, users: Sequence[Tensor], items: Sequence[Tensor]) -> Tensor:
+        """Per domain, the L2 term of the batch's embeddings: [K].
+
+        mean over the batch's users of ||P[u]||^2 (+ ||S_k[u]||^2) plus the mean over its
+        candidates of ||Q_k[i]||^2 (BPR-MF's regulariser, adc_dist.compare.baselines.mf).
+        """
+        out = []
+        for k, (u, it) in enumerate(zip(users, items)):
+            t = self.user_emb(u).float().pow(2).sum(-1).mean()
+            if self.user_specific is not None:
+                t = t + self.user_specific[k](u).float().pow(2).sum(-1).mean()
+            out.append(t + self.item_embs[k](it).float().pow(2).sum(-1).mean())
+        return torch.stack(out)
 
     def _check_batch(self, users: Sequence[Tensor], items: Sequence[Tensor]) -> None:
         K = self.num_domains
@@ -171,15 +240,16 @@ class ADC(nn.Module):
                   threads: int | None = None) -> Tensor:
         """Logits of every item of domain k for each user: [U] -> [U, n_items[k]].
 
-        The first layer factorises, ``W_1 [p_u; q_i] + b_1 = (W_1u p_u) + (W_1i q_i + b_1)``:
+        The MLP's first layer factorises, ``W_1 [p_u; q_i] + b_1 = (W_1u p_u) + (W_1i q_i + b_1)``:
         the user half is computed once per user ([U, w_1]) and the item half once per
         item ([I, w_1]); a broadcast add gives every pair's first pre-activation. The
         remaining layers run on chunks of about ``chunk_pairs`` pairs (default:
         :func:`~adc_dist.pair_scorer.default_chunk_pairs`), so memory stays
         O(chunk_pairs * max width) per thread whatever U and I are. On CPU, ``threads``
         (default: torch's intra-op thread count) threads score blocks of users with one
-        intra-op thread each (adc_dist.pair_scorer says why). Dropout is not applied:
-        ranking is deterministic, dropout is a training-time regulariser.
+        intra-op thread each (adc_dist.pair_scorer says why). The GMF term is one
+        [U, d] @ [d, I] matmul added in place, the item bias one broadcast add. Dropout
+        is not applied: ranking is deterministic, dropout is a training-time regulariser.
 
         Runs in the autocast dtype when autocast is on for the model's device (bf16 on
         GPU), else in the parameters' dtype; the result has that dtype.
@@ -199,27 +269,44 @@ class ADC(nn.Module):
         # writes into preallocated buffers (out=), which autocast would not respect.
         with torch.autocast(dev.type, enabled=False):
             cast = lambda t: t.to(dtype)  # noqa: E731
-            first, d = self.layers[0], self.d
-            a = F.linear(cast(self.user_emb(users)), cast(first.weight[:, :d]))  # [U, w_1]
-            b = F.linear(cast(self.item_embs[k].weight), cast(first.weight[:, d:]), cast(first.bias))  # [I, w_1]
-            rest = [(cast(lin.weight).t(), cast(lin.bias)) for lin in self.layers[1:]]
-            h, c = cast(self.heads[k].weight[0]), cast(self.heads[k].bias)
-            return score_pairs(a, b, rest, h, c, chunk_pairs=chunk_pairs, threads=threads)
+            p = cast(self._user_vecs(self.user_emb(users), users, k))  # [U, d]
+            q = cast(self.item_embs[k].weight)  # [I, d]
+            out = None
+            if self.has_mlp:
+                first, d = self.layers[0], self.d
+                a = F.linear(p, cast(first.weight[:, :d]))  # [U, w_1]
+                b = F.linear(q, cast(first.weight[:, d:]), cast(first.bias))  # [I, w_1]
+                rest = [(cast(lin.weight).t(), cast(lin.bias)) for lin in self.layers[1:]]
+                h, c = cast(self.heads[k].weight[0]), cast(self.heads[k].bias)
+                out = score_pairs(a, b, rest, h, c, chunk_pairs=chunk_pairs, threads=threads)
+            if self.has_gmf:
+                out = p @ q.t() if out is None else out.addmm_(p, q.t())
+            if self.item_bias is not None:
+                out.add_(cast(self.item_bias[k]))
+            return out
 
 
-def domain_losses(logits: Sequence[Tensor]) -> Tensor:
-    """Mean binary cross-entropy per domain: [B_k, C_k] logits (K of them) -> [K].
+def domain_losses(logits: Sequence[Tensor], loss: str = "bce") -> Tensor:
+    """Mean loss per domain: [B_k, C_k] logits (K of them) -> [K].
 
-    Column 0 is the positive (label 1), columns 1.. the sampled negatives (label 0); the
-    mean is over all B_k * C_k entries. Computed in float32 even under bf16 autocast
-    (as autocast itself does for BCE): the loss and its ratio to the first step's loss
-    drive the balancers.
+    Column 0 is the positive, columns 1.. the sampled negatives. ``"bce"``: binary
+    cross-entropy (label 1 for column 0, 0 for the rest), the mean over all B_k * C_k
+    entries. ``"bpr"``: -log sigmoid(x_pos - x_neg), the mean over the B_k * (C_k - 1)
+    (positive, negative) pairs (needs C_k >= 2). Computed in float32 even under bf16
+    autocast (as autocast itself does for BCE): the loss and its ratio to the first
+    step's loss drive the balancers.
     """
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}; got {loss!r}")
     out = []
     for k, x in enumerate(logits):
-        if x.dim() != 2 or x.numel() == 0:
-            raise ValueError(f"domain {k}: expected non-empty logits of shape [B, C]; got {tuple(x.shape)}")
+        if x.dim() != 2 or x.numel() == 0 or (loss == "bpr" and x.shape[1] < 2):
+            raise ValueError(f"domain {k}: expected non-empty logits of shape [B, C] (C >= 2 for bpr); "
+                             f"got {tuple(x.shape)}")
         x = x.float()
+        if loss == "bpr":
+            out.append(F.softplus(x[:, 1:] - x[:, :1]).mean())  # -log sigmoid(pos - neg)
+            continue
         # BCE-with-logits: label 1 -> softplus(-x), label 0 -> softplus(x) (stable forms).
         total = F.softplus(-x[:, 0]).sum() + F.softplus(x[:, 1:]).sum()
         out.append(total / x.numel())

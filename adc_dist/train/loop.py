@@ -6,7 +6,7 @@ Train's ``TorchTrainer`` (which sets up the process group before calling it). On
   1. take one batch from every domain: this rank's share of the positives plus rho
      sampled negatives each (``adc_dist.data``);
   2. forward all K domains through the DDP-wrapped model, per-domain losses L_k;
-  3. for GradNorm, the per-domain gradients g_k = dL_k/dW of the last shared layer,
+  3. for GradNorm, the per-domain gradients g_k = dL_k/dW of the last shared weight,
      taken on the *unwrapped* parameter so that DDP's reducer hooks do not fire;
   4. ONE all_reduce of [g_1 .. g_K, L_1 .. L_K] and a division by the world size: every
      rank now holds the global means, so the balancer's update is identical everywhere;
@@ -38,6 +38,7 @@ from adc_dist.errors import AdcError
 from adc_dist.train.evaluate import evaluate
 from adc_dist.train.memory import check_fits
 from adc_dist.model.network import ADC, domain_losses
+from adc_dist.model.shared_grads import shared_layer_grads
 from adc_dist.train.reporting import Reporter
 
 
@@ -94,43 +95,23 @@ def epoch_batches(samplers: list[DomainSampler], cfg: TrainConfig, epoch: int, r
                         batch_size=cfg.batch_size, negatives=cfg.negatives)
 
 
-def shared_layer_grads(model: ADC, losses: torch.Tensor, io: tuple[torch.Tensor, torch.Tensor] | None,
-                       sizes: list[int]) -> torch.Tensor:
-    """g_k = dL_k/dW of the last shared layer for every domain: [K, |W|], on this rank's batch.
-
-    No DDP reducer hook fires: the gradients are taken with autograd.grad, never into .grad.
-    With the layer's input z and pre-activation (``io``), one small backward gives
-    delta = dL/d(pre) for sum_k L_k; the rows of domain k reach only L_k, so
-    g_k = delta_k^T z_k exactly (one [w_L x N_k] @ [N_k x w_{L-1}] matmul per domain),
-    about a tenth of a training step. Without them (one hidden layer) all K gradients
-    come from one vmapped backward onto W (rows of eye(K) pick L_k).
-    """
-    K = losses.shape[0]
-    if io is None:
-        (g,) = torch.autograd.grad(losses, model.shared_weight, grad_outputs=torch.eye(K, device=losses.device),
-                                   is_grads_batched=True, retain_graph=True)
-        return g.reshape(K, -1)
-    z, pre = io
-    (delta,) = torch.autograd.grad(losses.sum(), pre, retain_graph=True)
-    z = z.detach()  # a value here: no graph may grow from the balancer's inputs
-    return torch.stack([(dk.float().T @ zk.float()).reshape(-1)
-                        for dk, zk in zip(delta.split(sizes), z.split(sizes))])
-
-
 def train_step(net: torch.nn.Module, model: ADC, balancer: torch.nn.Module, opt: torch.optim.Optimizer,
                users: list[torch.Tensor], items: list[torch.Tensor], world: int, autocast=nullcontext(),
-               ) -> tuple[torch.Tensor, torch.Tensor | None]:
+               loss: str = "bce", l2: float = 0.0) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One optimisation step (module doc, steps 2-5). Returns the rank-averaged losses [K] and
-    the rank-averaged per-domain gradients of the last shared layer [K, |W|] (None unless the
-    balancer needs them)."""
+    the rank-averaged per-domain gradients of the shared weight [K, |W|] (None unless the
+    balancer needs them). L_k is the domain's ``loss`` plus ``l2`` times its batch's
+    embedding L2 term (ADC.embedding_sq_norms)."""
     K = len(users)
-    tap = balancer.needs_grads and len(model.layers) >= 2
+    tap = balancer.needs_grads and (not model.has_mlp or len(model.layers) >= 2)
     with autocast:
         out = net(users, items, last_layer_io=True) if tap else net(users, items)
     logits, io = out if tap else (out, None)
-    losses = domain_losses([x.float() for x in logits])  # [K]
+    losses = domain_losses([x.float() for x in logits], loss)  # [K]
+    if l2:
+        losses = losses + l2 * model.embedding_sq_norms(users, items)
     if balancer.needs_grads:
-        grads = shared_layer_grads(model, losses, io, [it.numel() for it in items])
+        grads = shared_layer_grads(model, losses, io, [it.numel() for it in items], l2)
         packed = torch.cat([grads.reshape(-1), losses.detach()])
         assert not packed.requires_grad
     else:
@@ -205,7 +186,8 @@ def fit(cfg: TrainConfig, reporter: Reporter, *, per_user: bool = False, task: T
         positives, t0 = 0, time.perf_counter()
         for users, items in batches:
             positives += sum(len(u) for u in users)
-            mean_losses, _ = train_step(net, model, balancer, opt, users, items, world, autocast)
+            mean_losses, _ = train_step(net, model, balancer, opt, users, items, world, autocast,
+                                        cfg.loss, cfg.l2)
             loss_sum += mean_losses.double()
         if device.type == "cuda":
             torch.cuda.synchronize(device)  # honest timing: wait for queued kernels
@@ -220,6 +202,7 @@ def fit(cfg: TrainConfig, reporter: Reporter, *, per_user: bool = False, task: T
             row[f"weight_{dom}"] = float(weights[k])
         row.update({f"balancer_{key}": v for key, v in balancer.stats().items()})
         row["samples_per_s"] = positives * world / train_time
+        row["pairs_per_s"] = positives * (1 + cfg.negatives) * world / train_time  # scored (user, item) pairs
         row["epoch_time_s"] = train_time
         # Peak memory of this (rank 0's) process: ru_maxrss is in KiB on Linux.
         row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -8,8 +8,9 @@ element (float32), training holds:
     parameter 4 B + gradient 4 B + Adam's two moments 8 B        on the training device
     the best model so far (a copy for the final test) 4 B        in host memory
 
-plus, for GradNorm, the per-domain gradients of the last shared layer and their packed
-all-reduce copy (2 x K x |W_L| x 4 B, on the device). Activations, the batch and the
+plus, for GradNorm, the per-domain gradients of its shared weight W (the last shared
+layer, or the shared user table for ``gmf`` models) and their packed all-reduce copy
+(2 x K x |W| x 4 B, on the device). Activations, the batch and the
 ranking chunks are small next to the tables for any model that is too large (they are
 bounded by batch_size and the scorer's chunk size), so they are left out: the estimate is
 a lower bound, and a refusal is certain to be right.
@@ -79,9 +80,13 @@ def estimate(cfg: TrainConfig, n_users: int, n_items: Sequence[int]) -> Estimate
     shapes = model_shapes(cfg, n_users, n_items)
     extra = 0
     if cfg.balancer == "gradnorm":
-        widths = hidden_widths(cfg.d, cfg.num_hidden_layers, cfg.hidden_shape)
-        fan_in = ([2 * cfg.d] + widths)[-2]
-        extra = 2 * len(n_items) * widths[-1] * fan_in  # per-domain grads of W_L + the packed copy
+        # GradNorm's W (ADC.shared_weight): W_L with an MLP, the shared user table P for gmf.
+        if cfg.interaction == "gmf":
+            w_numel = n_users * cfg.d
+        else:
+            widths = hidden_widths(cfg.d, cfg.num_hidden_layers, cfg.hidden_shape)
+            w_numel = widths[-1] * ([2 * cfg.d] + widths)[-2]
+        extra = 2 * len(n_items) * w_numel  # per-domain grads of W + the packed copy
     return estimate_from_shapes(shapes, extra)
 
 

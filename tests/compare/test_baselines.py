@@ -89,6 +89,8 @@ def random_recall(book_music):
     ("bpr_mf", {"d": 32, "lr": 1e-2, "reg": 1e-4, "epochs": 6, "eval_every": 3}),
     ("cmf", {"d": 32, "lr": 1e-2, "reg": 1e-4, "epochs": 6, "eval_every": 3}),
     ("cmf", {"d": 32, "lr": 1e-2, "reg": 0.0, "loss": "bce", "epochs": 4, "eval_every": 2}),
+    ("neumf", {"d": 32, "lr": 1e-2, "reg": 0.0, "epochs": 4, "eval_every": 2}),
+    ("dtcdr", {"d": 32, "lr": 1e-2, "reg": 1e-4, "epochs": 4, "eval_every": 2}),
 ])
 def test_each_baseline_beats_random_ranking_on_a_real_task(book_music, random_recall, name, params):
     from adc_dist.train.evaluate import evaluate
@@ -98,3 +100,29 @@ def test_each_baseline_beats_random_ranking_on_a_real_task(book_music, random_re
     for dom in book_music.domains:
         rand = random_recall[(dom, "recall", 10)]
         assert res[(dom, "recall", 10)] > 3 * rand + 0.01, (dom, res[(dom, "recall", 10)], rand)
+
+
+@pytest.mark.parametrize("pool_users", [False, True])
+def test_neural_cf_full_ranking_equals_its_per_pair_training_score(pool_users):
+    """score_fn (pair scorer + one GMF matmul) ranks with exactly the score domain_loss trains."""
+    from adc_dist.compare.baselines.neural_cf import NeuralCF
+
+    torch.manual_seed(0)
+    m = NeuralCF(6, [7, 4], 8, init_std=1.0, pool_users=pool_users)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_()
+    users = torch.arange(6)
+    for k, n in enumerate((7, 4)):
+        full = m.score_fn(users, k)
+        for i in range(n):
+            # BCE of one positive and no negatives is softplus(-s): recover s per pair.
+            pos, neg = torch.full((6,), i), torch.zeros(6, 0, dtype=torch.long)
+            s = torch.stack([-torch.log(torch.expm1(m.domain_loss(k, users[u:u + 1], pos[u:u + 1], neg[u:u + 1],
+                                                                  "bce", 0.0))) for u in range(6)])
+            torch.testing.assert_close(full[:, i], s.detach(), rtol=1e-4, atol=1e-4)
+    # DTCDR's MLP user is shared: changing domain 1's MLP user table moves domain 0's scores.
+    before = m.score_fn(users, 0).clone()
+    with torch.no_grad():
+        m.user_m[1].weight.add_(1.0)
+    assert torch.equal(before, m.score_fn(users, 0)) != pool_users

@@ -63,19 +63,32 @@ def test_quick_comparison_writes_every_output(tiny_data_root, tmp_path, capsys):
     res = pd.read_parquet(out / "results.parquet")
     main_rows = res[res["study"] == "main"]
     # one row per method x seed x domain, with the four metrics
-    assert len(main_rows) == 8 * 2 * 2
-    assert {"recall@10", "recall@20", "ndcg@10", "ndcg@20"} <= set(res.columns)
-    assert set(res["study"]) == {"main", "b-10pct"} and len(res) == 8 * 2 * 2 + 3 * 2 * 2
+    assert set(main_rows["method"]) >= {"neumf", "dtcdr", "adc_paper", "bpr_mf", "adc_gradnorm"}
+    assert len(main_rows) == 11 * 2 * 2
+    assert {"study", "task", "method", "seed", "domain", "recall@10", "ndcg@10"} <= set(res.columns)
+    # the sparse study: b (the smaller domain) cut to 10 %; balancers, BPR-MF, CMF, the paper preset
+    sparse = res[res["study"] == "sparse-b-10pct"]
+    assert set(res["study"]) == {"main", "sparse-b-10pct"}
+    assert set(sparse["method"]) == {"adc_equal", "adc_static", "adc_gradnorm", "bpr_mf", "cmf", "adc_paper"}
+    assert len(sparse) == 6 * 2 * 2
     per_user = pd.read_parquet(out / "per_user.parquet")
     # the per-domain means of the per-user file are the rows of results.parquet
     means = per_user.groupby(["study", "method", "seed", "domain"], observed=True)["ndcg@10"].mean()
     check = res.set_index(["study", "method", "seed", "domain"])["ndcg@10"]
     pd.testing.assert_series_equal(means.sort_index(), check.sort_index(), check_names=False, check_dtype=False,
                                    check_index_type=False, check_categorical=False)
+    # the cold-user slice: every user's train positives in the evaluated domain
+    from adc_dist.compare.methods import train_items
+
+    counts = train_items("file:tiny.csv", 0).set_index(["user", "domain"])["train_items"]
+    pu0 = per_user[(per_user["study"] == "main") & (per_user["seed"] == 0)]
+    assert (pu0.set_index(["user", "domain"])["train_items"] == counts.reindex(
+        pu0.set_index(["user", "domain"]).index)).all()
     sig = pd.read_parquet(out / "significance.parquet")
     assert set(sig["comparison"]) == {"best other", "tuned static"} and len(sig) == 4
     md = (out / "results.md").read_text()
     assert "## Test NDCG@10" in md and "**" in md and "ADC GradNorm" in md and "Balancing study" in md
+    assert ("Cold users" in md) == bool((per_user.loc[per_user["study"] == "main", "train_items"] <= 3).any())
     for png in ("main_ndcg10.png", "trajectories.png", "balancing.png"):
         assert (out / png).stat().st_size > 10_000
     assert "wrote" in capsys.readouterr().out

@@ -40,7 +40,7 @@ def test_hidden_widths_halving_and_constant():
 
 
 def test_from_config_builds_the_configured_layers():
-    cfg = TrainConfig(d=16, num_hidden_layers=3, hidden_shape="halving").validate()
+    cfg = TrainConfig(d=16, num_hidden_layers=3, hidden_shape="halving", interaction="mlp").validate()
     m = ADC.from_config(cfg, n_users=10, n_items=[7, 8])
     assert [lin.out_features for lin in m.layers] == [16, 8, 4]
     assert m.layers[0].in_features == 32

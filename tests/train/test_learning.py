@@ -6,12 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from adc_dist.config import TrainConfig
+from adc_dist.config import TrainConfig, from_mapping
 from adc_dist.data import load_task
 from adc_dist.train.evaluate import evaluate
 from adc_dist.train.loop import fit
 from adc_dist.train.reporting import LocalReporter
 from synthetic import make_task
+
+
+def _paper(**kw) -> TrainConfig:
+    """The paper's model (its premises below are about the MLP's last shared layer)."""
+    return from_mapping({"preset": "paper", **kw})
 
 
 def _most_popular(task):
@@ -22,8 +27,8 @@ def _most_popular(task):
 
 def test_a_short_cpu_run_on_amazon_book_music_beats_most_popular_in_both_domains(data_root):
     # 4 epochs: the first two learn mostly popularity, personalisation shows from the third.
-    cfg = TrainConfig(task="amazon-book-music", d=64, epochs=4, lr=4e-3, topk=[10],
-                      early_stop_metric="recall@10", patience=0).validate()
+    cfg = _paper(task="amazon-book-music", d=64, epochs=4, lr=4e-3, topk=[10], early_stop_metric="recall@10",
+                 patience=0)
     out = fit(cfg, LocalReporter(None, quiet=True))
     task = load_task(cfg.task, data_root=str(data_root))
     pop = evaluate(_most_popular(task), task, "test", [10])
@@ -41,8 +46,8 @@ def test_gradnorm_takes_weight_from_the_domain_with_the_larger_gradient_and_keep
     # weight, and the weighted norms end closer together than the raw ones.
     task = make_task(n_users=400, n_items=(300, 300), per_user=(25, 5), noise=(False, True),
                      domains=("big", "small"), seed=1)
-    cfg = TrainConfig(d=16, epochs=3, batch_size=128, lr=5e-3, gamma=0.0, balancer_lr=0.05, topk=[10],
-                      early_stop_metric="ndcg@10", patience=0).validate()
+    cfg = _paper(d=16, epochs=3, batch_size=128, lr=5e-3, gamma=0.0, balancer_lr=0.05, topk=[10],
+                 early_stop_metric="ndcg@10", patience=0)
     hist = fit(cfg, LocalReporter(None, quiet=True), task=task)["history"]
     w = np.array([[row["weight_big"], row["weight_small"]] for row in hist])
     assert np.isfinite(w).all() and (w > 0).all()

@@ -16,7 +16,7 @@ import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from adc_dist.balancing import make_balancer
-from adc_dist.config import TrainConfig
+from adc_dist.config import TrainConfig, from_mapping
 from adc_dist.data.torch_sampler import samplers_for
 from adc_dist.train.loop import epoch_batches, train_step
 from adc_dist.model.network import ADC, domain_losses
@@ -27,17 +27,24 @@ WORLD = 2
 STEPS_CHECKED = 2  # epochs; every step of each is compared across ranks
 
 
-def _cfg(balancer: str) -> TrainConfig:
-    return TrainConfig(d=16, batch_size=256, balancer=balancer, gamma=1.5, balancer_lr=0.05, lr=5e-3,
-                       static_weights=[1.5, 0.5] if balancer == "static" else None).validate()
+# Model variants checked across ranks (docs/model.md): the paper's MLP, and a GMF model whose
+# GradNorm weight is the shared user table P, with BPR and L2 on the batch's embeddings.
+VARIANTS = {"paper": {"preset": "paper"}, "gmf": {"interaction": "gmf", "user_repr": "shared+specific", "item_bias": True,
+                                 "loss": "bpr", "l2": 1e-3}}
 
 
-def _rank_main(rank: int, port: int, balancer: str, out_dir: str) -> None:
+def _cfg(balancer: str, variant: str = "paper") -> TrainConfig:
+    return from_mapping({"d": 16, "batch_size": 256, "balancer": balancer, "gamma": 1.5, "balancer_lr": 0.05,
+                         "lr": 5e-3, "static_weights": [1.5, 0.5] if balancer == "static" else None,
+                         **VARIANTS[variant]})
+
+
+def _rank_main(rank: int, port: int, balancer: str, variant: str, out_dir: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=WORLD)
     try:
-        cfg, task = _cfg(balancer), make_task(seed=3)
+        cfg, task = _cfg(balancer, variant), make_task(seed=3)
         torch.manual_seed(cfg.seed)
         model = ADC.from_config(cfg, task.n_users, task.n_items)
         net = DDP(model)
@@ -47,7 +54,7 @@ def _rank_main(rank: int, port: int, balancer: str, out_dir: str) -> None:
         spreads, first = [], None
         for epoch in range(STEPS_CHECKED):
             for users, items in epoch_batches(samplers, cfg, epoch, rank, WORLD):
-                _, grads = train_step(net, model, bal, opt, users, items, WORLD)
+                _, grads = train_step(net, model, bal, opt, users, items, WORLD, loss=cfg.loss, l2=cfg.l2)
                 if first is None:
                     first = {"users": users, "items": items, "grads": grads}
                 state = torch.cat([bal.weights().double(), *[p.detach().double().reshape(-1) for p in model.parameters()]])
@@ -60,27 +67,27 @@ def _rank_main(rank: int, port: int, balancer: str, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
-def _run_two_ranks(balancer: str, tmp_path) -> list[dict]:
-    mp.spawn(_rank_main, args=(free_port(), balancer, str(tmp_path)), nprocs=WORLD, join=True)
+def _run_two_ranks(balancer: str, variant: str, tmp_path) -> list[dict]:
+    mp.spawn(_rank_main, args=(free_port(), balancer, variant, str(tmp_path)), nprocs=WORLD, join=True)
     return [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
 
 
 @pytest.fixture(scope="module")
 def two_rank_runs(tmp_path_factory):
-    """balancer -> both ranks' records; each configuration is spawned once per module."""
-    cache: dict[str, list[dict]] = {}
+    """(balancer, variant) -> both ranks' records; each configuration is spawned once per module."""
+    cache: dict[tuple[str, str], list[dict]] = {}
 
-    def get(balancer: str) -> list[dict]:
-        if balancer not in cache:
-            cache[balancer] = _run_two_ranks(balancer, tmp_path_factory.mktemp(balancer))
-        return cache[balancer]
+    def get(balancer: str, variant: str = "paper") -> list[dict]:
+        if (balancer, variant) not in cache:
+            cache[balancer, variant] = _run_two_ranks(balancer, variant, tmp_path_factory.mktemp(balancer))
+        return cache[balancer, variant]
 
     return get
 
 
-@pytest.mark.parametrize("balancer", ["gradnorm", "uncertainty"])
-def test_two_ranks_hold_bitwise_identical_weights_and_parameters_after_every_step(balancer, two_rank_runs):
-    out = two_rank_runs(balancer)
+@pytest.mark.parametrize("balancer, variant", [("gradnorm", "paper"), ("uncertainty", "paper"), ("gradnorm", "gmf")])
+def test_two_ranks_hold_bitwise_identical_weights_and_parameters_after_every_step(balancer, variant, two_rank_runs):
+    out = two_rank_runs(balancer, variant)
     spreads = out[0]["spreads"]
     assert len(spreads) >= 4
     assert max(spreads) == 0.0
@@ -88,15 +95,16 @@ def test_two_ranks_hold_bitwise_identical_weights_and_parameters_after_every_ste
     assert not torch.allclose(out[0]["weights"], torch.ones(2))
 
 
-def test_all_reduced_domain_gradients_equal_one_process_on_the_union_of_the_batches(two_rank_runs):
-    out = two_rank_runs("gradnorm")
-    cfg, task = _cfg("gradnorm"), make_task(seed=3)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_all_reduced_domain_gradients_equal_one_process_on_the_union_of_the_batches(variant, two_rank_runs):
+    out = two_rank_runs("gradnorm", variant)
+    cfg, task = _cfg("gradnorm", variant), make_task(seed=3)
     torch.manual_seed(cfg.seed)
     model = ADC.from_config(cfg, task.n_users, task.n_items)  # the same initial parameters
     firsts = [o["first"] for o in out]
     users = [torch.cat([f["users"][k] for f in firsts]) for k in range(task.num_domains)]
     items = [torch.cat([f["items"][k] for f in firsts]) for k in range(task.num_domains)]
-    losses = domain_losses(model(users, items))
+    losses = domain_losses(model(users, items), cfg.loss) + cfg.l2 * model.embedding_sq_norms(users, items)
     union = torch.stack([torch.autograd.grad(losses[k], model.shared_weight, retain_graph=True)[0].reshape(-1)
                          for k in range(task.num_domains)])
     for f in firsts:

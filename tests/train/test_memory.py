@@ -38,16 +38,17 @@ def test_the_estimate_is_the_bytes_of_parameters_gradients_and_adam_state_after_
     assert est.host_bytes == sum(p.nbytes for p in params)  # the best-model copy
 
 
-def test_gradnorm_adds_its_per_domain_gradients_of_the_last_shared_layer():
-    plain = memory.estimate(TrainConfig(d=16, balancer="equal"), 300, [200, 150])
-    gn = memory.estimate(TrainConfig(d=16, balancer="gradnorm"), 300, [200, 150])
-    w_last = ADC.from_config(TrainConfig(d=16), 300, [200, 150]).shared_weight.numel()
-    assert gn.device_bytes - plain.device_bytes == 2 * 2 * w_last * 4
+@pytest.mark.parametrize("interaction", ["mlp", "mlp+gmf", "gmf"])
+def test_gradnorm_adds_its_per_domain_gradients_of_the_shared_weight(interaction):
+    plain = memory.estimate(TrainConfig(d=16, balancer="equal", interaction=interaction), 300, [200, 150])
+    gn = memory.estimate(TrainConfig(d=16, balancer="gradnorm", interaction=interaction), 300, [200, 150])
+    w = ADC.from_config(TrainConfig(d=16, interaction=interaction), 300, [200, 150]).shared_weight.numel()
+    assert gn.device_bytes - plain.device_bytes == 2 * 2 * w * 4
 
 
 def test_a_model_too_large_for_this_machine_is_refused_on_the_command_line_in_one_line(tmp_path, data_root):
     t0 = time.time()
-    proc = subprocess.run([sys.executable, "-m", "adc_dist.train", "--local", "--d", "1000000000",
+    proc = subprocess.run([sys.executable, "-m", "adc_dist.train", "--local", "--preset", "paper", "--d", "1000000000",
                            "--storage_path", str(tmp_path), "--name", "big"], capture_output=True, text=True,
                           timeout=300)
     lines = proc.stderr.strip().splitlines()

@@ -8,6 +8,9 @@ when ``adc_dist.compare`` tunes it with the same budget as the ADC variants.
     popularity   most-popular per domain (train counts); nothing to tune
     bpr_mf       BPR-MF, one independent model per domain (no transfer)
     cmf          collective MF: a user table shared by the domains, BPR or BCE loss
+    neumf        NeuMF (GMF + MLP), one independent model per domain
+    dtcdr        DTCDR-style NeuMF: every domain's MLP reads the average-pooled user
+                 embeddings of all domains (shared), its GMF branch its own (specific)
 
 (The single-domain MLP is ADC itself with ``TrainConfig.domains=[one]``; it and the ADC
 balancer variants are run by ``adc_dist.compare`` through ``adc_dist.train``.)
@@ -23,13 +26,15 @@ import torch
 
 from adc_dist.data.task_data import TaskData
 
-BASELINES = ("popularity", "bpr_mf", "cmf")
+BASELINES = ("popularity", "bpr_mf", "cmf", "neumf", "dtcdr")
 
 _MF_GRID = {"d": [32, 64, 128], "lr": [1e-3, 3e-3, 1e-2], "reg": [0.0, 1e-5, 1e-4, 1e-3]}
 SPACES: dict[str, dict[str, list[Any]]] = {
     "popularity": {},
     "bpr_mf": _MF_GRID,
     "cmf": {**_MF_GRID, "loss": ["bpr", "bce"]},
+    "neumf": _MF_GRID,
+    "dtcdr": _MF_GRID,
 }
 
 
@@ -46,8 +51,10 @@ def _fit_popularity(task: TaskData, *, seed: int = 0, log=None) -> Scorer:
 def _fitters() -> dict[str, Callable[..., Scorer]]:
     from adc_dist.compare.baselines.bpr_mf import fit_bpr_mf
     from adc_dist.compare.baselines.cmf import fit_cmf
+    from adc_dist.compare.baselines.neural_cf import fit_dtcdr, fit_neumf
 
-    return {"popularity": _fit_popularity, "bpr_mf": fit_bpr_mf, "cmf": fit_cmf}
+    return {"popularity": _fit_popularity, "bpr_mf": fit_bpr_mf, "cmf": fit_cmf, "neumf": fit_neumf,
+            "dtcdr": fit_dtcdr}
 
 
 def fit_baseline(name: str, task: TaskData, params: dict[str, Any] | None = None, *, seed: int = 0,

@@ -54,15 +54,7 @@ class FactorModel(nn.Module):
         items = torch.cat([pos[:, None], neg], dim=1)  # B x (1 + C)
         q = self.items[k](items)  # B x (1 + C) x d
         s = (p[:, None, :] * q).sum(-1) + self.bias[k][items]
-        if loss == "bpr":
-            out = -F.logsigmoid(s[:, :1] - s[:, 1:]).mean()
-        else:
-            labels = torch.zeros_like(s)
-            labels[:, 0] = 1.0
-            out = F.binary_cross_entropy_with_logits(s, labels)
-        if reg:
-            out = out + reg * (p.pow(2).sum(-1).mean() + q.pow(2).sum(-1).mean())
-        return out
+        return pair_loss(s, loss, reg, [p, q])
 
     @torch.no_grad()
     def score_fn(self, users: torch.Tensor, k: int) -> torch.Tensor:
@@ -70,9 +62,23 @@ class FactorModel(nn.Module):
         return self.user(users) @ self.items[k].weight.T + self.bias[k]
 
 
+def pair_loss(s: torch.Tensor, loss: str, reg: float, embeddings: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Mean loss of scores ``s[B, 1 + C]`` (column 0 the positive) plus ``reg`` times the
+    sum over ``embeddings`` (the batch's rows) of their mean squared norm."""
+    if loss == "bpr":
+        out = -F.logsigmoid(s[:, :1] - s[:, 1:]).mean()
+    else:
+        labels = torch.zeros_like(s)
+        labels[:, 0] = 1.0
+        out = F.binary_cross_entropy_with_logits(s, labels)
+    if reg:
+        out = out + reg * sum(e.pow(2).sum(-1).mean() for e in embeddings)
+    return out
+
+
 @dataclass
 class FitResult:
-    model: FactorModel
+    model: nn.Module  # a FactorModel, or what make_model built (domain_loss and score_fn)
     best_epoch: int
     best_valid: dict[str, float]  # EvalResult.flat("valid") at the best epoch
     history: pd.DataFrame  # one row per evaluated epoch: epoch, loss, valid_*
@@ -95,13 +101,16 @@ def fit_factor_model(
     seed: int = 0,
     init_std: float = 0.1,
     log: Callable[[str], None] | None = None,
+    make_model: Callable[..., nn.Module] = FactorModel,
 ) -> FitResult:
     """Train a FactorModel on all domains of ``task``; keep the best validation epoch.
 
     One epoch visits every train positive of every domain once: the largest domain is
     cut into batches of ``batch_size`` and every other domain into the same number of
     (smaller) batches, and each step minimises the sum of the per-domain mean losses.
-    ``patience`` counts evaluations without improvement (0: run all epochs).
+    ``patience`` counts evaluations without improvement (0: run all epochs). ``make_model``
+    ``(n_users, n_items, d, init_std)`` builds any model with FactorModel's ``domain_loss``
+    and ``score_fn`` (the neural baselines of adc_dist.compare.baselines.neural_cf).
     """
     from adc_dist.data.sampling import NegativeSampler
     from adc_dist.train.evaluate import evaluate
@@ -110,7 +119,7 @@ def fit_factor_model(
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = FactorModel(task.n_users, task.n_items, d, init_std)
+    model = make_model(task.n_users, task.n_items, d, init_std)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     samplers = [NegativeSampler(task, k) for k in range(task.num_domains)]
     n_pos = [len(t) for t in task.train]
