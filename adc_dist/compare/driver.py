@@ -8,7 +8,7 @@
 Protocol (docs/compare.md):
 1. Tune every method with the same validation budget N (``--budget``) on split seed 0:
    baselines in this process, the ADC variants through ``adc_dist.tune.driver.run_sweep`` (Ray
-   Tune, one in-process worker per trial). Candidates: ``adc_dist.comparison_methods``.
+   Tune, one in-process worker per trial). Candidates: ``adc_dist.compare.methods``.
    Every method is selected on validation NDCG@10, mean over the task's domains.
 2. Retrain each method's best configuration with seeds 0..S-1 (``--seeds``): seed s is
    both the split seed (``load_task(seed=s)``) and the model / sampling seed, identical
