@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping, get_args, get_origin, get_type_hints
@@ -66,7 +67,14 @@ class TrainConfig:
 
     # ------------------------------------------------------------------------------
     def validate(self) -> "TrainConfig":
-        """Check value ranges; raise one AdcError naming every bad field."""
+        """Check value ranges; raise one AdcError (one line) naming every bad field."""
+        bad = self.problems()
+        if bad:
+            raise AdcError("invalid config: " + "; ".join(bad))
+        return self
+
+    def problems(self) -> list[str]:
+        """What is wrong with the values, one message per problem, each starting with the field."""
         bad: list[str] = []
 
         def need(cond: bool, msg: str) -> None:
@@ -104,9 +112,7 @@ class TrainConfig:
         need(self.cpus_per_worker > 0, f"cpus_per_worker must be > 0 (got {self.cpus_per_worker})")
         need(self.max_failures >= 0, f"max_failures must be >= 0 (got {self.max_failures})")
         need(not (self.bf16 and not self.use_gpu), "bf16 needs --use_gpu (bf16 autocast is a GPU option)")
-        if bad:
-            raise AdcError("invalid config:\n  " + "\n  ".join(bad))
-        return self
+        return bad
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -178,14 +184,32 @@ def coerce(key: str, value: Any) -> Any:
         raise AdcError(f"config key {key!r} expects {getattr(typ, '__name__', typ)}, got {value!r}") from None
 
 
-def from_mapping(values: Mapping[str, Any], where: str = "config") -> TrainConfig:
-    """Build and validate a TrainConfig; unknown keys and bad types raise AdcError."""
+def from_mapping(values: Mapping[str, Any], where: str = "config",
+                 sources: Mapping[str, str] | None = None) -> TrainConfig:
+    """Build and validate a TrainConfig; unknown keys and bad types raise AdcError.
+
+    ``sources`` names where each key's value came from (``flag --d``, ``--set d=...``, a
+    file): a bad value's message says so, since a flag may override a file and vice versa.
+    """
+    def source(key: str) -> str:
+        got = (sources or {}).get(key) or (where if where != "config" else "")
+        return f" (from {got})" if got else ""
+
     kwargs = {}
     for key, value in values.items():
         if key not in FIELD_NAMES:
-            raise unknown_key_error(key, where)
-        kwargs[key] = coerce(key, value)
-    return TrainConfig(**kwargs).validate()
+            raise unknown_key_error(key, (sources or {}).get(key) or where)
+        try:
+            kwargs[key] = coerce(key, value)
+        except AdcError as e:
+            raise AdcError(f"{e}{source(key)}") from None
+    bad = TrainConfig(**kwargs).problems()
+    if bad:
+        def blame(msg: str) -> str:
+            key = re.match(r"[a-z0-9_]*", msg).group(0)  # type: ignore[union-attr]
+            return msg + source(key) if key in values else msg
+        raise AdcError("invalid config: " + "; ".join(blame(m) for m in bad))
+    return TrainConfig(**kwargs)
 
 
 def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
