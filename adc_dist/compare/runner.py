@@ -110,10 +110,10 @@ class Comparison:
         if not ray.is_initialized():
             from adc_dist.tune.plan import FORWARDED_ENV
 
-            from adc_dist.train.ray_output import init_kwargs
+            from adc_dist.train.ray_output import init_kwargs, start_ray
 
             env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
-            ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False,
+            start_ray(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False,
                      object_store_memory=200 * 2**20, runtime_env={"env_vars": env} if env else None,
                      **init_kwargs(verbose=False))
 

@@ -238,7 +238,7 @@ def _connect_ray(cfg: TrainConfig, *, verbose: bool) -> TrainConfig:
     """Start or join Ray; on a cluster, pick the default worker count from its resources."""
     import ray
 
-    from adc_dist.train.ray_output import init_kwargs
+    from adc_dist.train.ray_output import init_kwargs, start_ray
 
     if not ray.is_initialized():
         if not os.environ.get("RAY_ADDRESS"):
@@ -247,7 +247,7 @@ def _connect_ray(cfg: TrainConfig, *, verbose: bool) -> TrainConfig:
         # RAY_ADDRESS (set by `ray job submit`) connects to the cluster; else a local one.
         # The dashboard stays on: it serves the State API that Train V2's placement-group
         # cleaner polls (without it, a warning every second).
-        ray.init(address=os.environ.get("RAY_ADDRESS"), **init_kwargs(verbose))
+        start_ray(address=os.environ.get("RAY_ADDRESS"), **init_kwargs(verbose))
     res = ray.cluster_resources()
     if cfg.num_workers == 0:
         cfg = cfg.replace(num_workers=default_num_workers(cfg, res.get("GPU", 0), res.get("CPU", 1)))

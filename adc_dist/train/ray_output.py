@@ -19,11 +19,25 @@ from typing import Any
 
 def init_kwargs(verbose: bool) -> dict[str, Any]:
     """``ray.init`` arguments for this level of output."""
-    if not os.environ.get("RAY_ADDRESS"):
-        # A new local Ray turns token auth on anyway and warns about it when the mode is
-        # unset; saying so explicitly keeps the behaviour and drops the warning.
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
+    if not verbose:
+        # A new local Ray turns token auth on (RAY_AUTH_MODE unset) and warns that it did;
+        # setting the mode instead would skip writing the token, and the GCS would not start.
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     return {"log_to_driver": verbose, "logging_level": logging.INFO if verbose else logging.WARNING}
+
+
+def start_ray(**kwargs: Any) -> None:
+    """``ray.init(**kwargs)``; a Ray that cannot start or be reached is one AdcError line."""
+    import ray
+
+    from adc_dist.errors import AdcError, one_line
+
+    try:
+        ray.init(**kwargs)
+    except (RuntimeError, ConnectionError, TimeoutError, ValueError) as e:
+        where = kwargs.get("address") or "a local Ray"
+        raise AdcError(f"Ray did not start ({where}): {one_line(e, 160)}; its logs: "
+                       "/tmp/ray/session_latest/logs (README: Troubleshooting)") from None
 
 
 def worker_reporter(*, quiet: bool, lines: Any):

@@ -27,8 +27,8 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
-import logging
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -109,6 +109,7 @@ def _fit(plan: SweepPlan, *, quiet: bool, ray_init: dict[str, Any], flush_every_
 
     from adc_dist.tune.trial import TrialSettings, run_trial
     from adc_dist.tune.hooks import PerTaskScheduler, SweepCallback, finished_trials, make_asha
+    from adc_dist.train.ray_output import init_kwargs, start_ray
     from adc_dist.tune.progress import TrialBar
 
     # Tune warns whenever a checkpoint forces an experiment snapshot; with one checkpoint per
@@ -120,14 +121,12 @@ def _fit(plan: SweepPlan, *, quiet: bool, ray_init: dict[str, Any], flush_every_
         env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
         # log_to_driver=False: the driver prints one line per trial (tune_hooks); the trials'
         # own logs stay in Ray's session logs, their errors in the Parquet and Tune's trial dirs.
-        kwargs: dict[str, Any] = {"address": os.environ.get("RAY_ADDRESS"), "log_to_driver": verbose,
-                                  "logging_level": logging.INFO if verbose else logging.WARNING,
+        kwargs: dict[str, Any] = {"address": os.environ.get("RAY_ADDRESS"), **init_kwargs(verbose),
                                   "runtime_env": {"env_vars": env} if env else None}
         if not os.environ.get("RAY_ADDRESS"):
             kwargs["include_dashboard"] = False
-            os.environ.setdefault("RAY_AUTH_MODE", "token")  # what a new local Ray does, without its warning
         kwargs.update(ray_init)
-        ray.init(**kwargs)
+        start_ray(**kwargs)
 
     tune_root = plan.results.child("tune")
     train_storage = plan.results.child("train").uri
@@ -163,7 +162,8 @@ def _fit(plan: SweepPlan, *, quiet: bool, ray_init: dict[str, Any], flush_every_
                 scheduler=scheduler, num_samples=plan.num_samples, time_budget_s=plan.time_budget_s,
                 # One worker per trial: keep the trial processes (torch imported, data cached).
                 reuse_actors=plan.num_workers == 1,
-                trial_dirname_creator=lambda trial: f"{trial.config['task']}_{trial.trial_id}"),
+                # A file:<path> task holds '/' and ':', which Tune refuses in a directory name.
+                trial_dirname_creator=lambda trial: f"{_slug(trial.config['task'])}_{trial.trial_id}"),
             run_config=tune.RunConfig(
                 name=plan.experiment, storage_path=tune_root.root, storage_filesystem=tune_root.fs,
                 callbacks=[callback, TrialBar(plan.trials, enabled=bar)], verbose=0,
@@ -185,6 +185,10 @@ def _fit(plan: SweepPlan, *, quiet: bool, ray_init: dict[str, Any], flush_every_
         print(f"the sweep stopped with {done} of {plan.trials} trials done; continue it with: python -m "
               f"adc_dist.tune --name {plan.name} --storage '{_parent_uri(plan)}' --resume", file=sys.stderr, flush=True)
     return done
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
 
 
 def _raise_trial_input_error(grid: Any) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(900)]
 
@@ -67,9 +68,13 @@ def test_train_with_a_relative_data_root_is_quiet_and_writes_under_the_working_d
 
 def test_tune_with_a_relative_data_root_and_space(elsewhere):
     cwd, env = elsewhere
-    space = os.path.relpath(REPO / "tune_spaces" / "smoke.yaml", cwd)
-    proc = _run(cwd, env, "adc_dist.tune", "--space", space, "--tasks", "amazon-music-video", "--set", "epochs=1",
-                "--set", "gamma=1.5", "--name", "rel", "--storage", "sw")
+    (cwd / "spaces").mkdir()
+    (cwd / "spaces" / "tiny.yaml").write_text(yaml.safe_dump({
+        "fixed": {"d": 8, "epochs": 2, "batch_size": 4096, "negatives": 1, "topk": [10],
+                  "early_stop_metric": "ndcg@10"},
+        "search": {"gamma": {"grid": [0.0, 1.5]}}, "tune": {"scheduler": "fifo"}}))
+    proc = _run(cwd, env, "adc_dist.tune", "--space", "spaces/tiny.yaml", "--tasks", "amazon-music-video",
+                "--set", "epochs=1", "--name", "rel", "--storage", "sw")
     trials = pd.read_parquet(cwd / "sw" / "rel" / "trials.parquet")
     assert len(trials) == 2 and (trials["status"] == "ok").all(), trials[["status", "error"]]
     assert Path(trials["data_root"].iloc[0]).is_absolute()

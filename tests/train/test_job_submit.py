@@ -1,7 +1,8 @@
 """The README's "Submit it as a Ray job" section, run as written against a head started here.
 
-The head and the client use the README's `RAY_AUTH_MODE=token` (the test's HOME is its own,
-so the token Ray writes to ~/.ray/auth_token is too), the job command is the README's line,
+The head starts as the README says (auth mode unset: Ray turns token auth on and writes
+~/.ray/auth_token; the test's HOME is its own, so the token is too), the client then uses the
+README's `RAY_AUTH_MODE=token`, the job command is the README's line,
 and the job's default storage must be an absolute path under that HOME, never Ray's
 temporary copy of the working directory. The working directory is a copy of the checkout
 with runs/ and sweeps/ in it: the upload must leave them out (.gitignore).
@@ -31,11 +32,15 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(420)]
 
 
-def readme_job_section() -> dict[str, str]:
-    """The README's job commands by what they do: auth, data, start, submit."""
+def readme_job_section_lines() -> list[str]:
     text = (REPO / "README.md").read_text()
     section = text.split("## Submit it as a Ray job", 1)[1].split("\n## ", 1)[0]
-    lines = [ln[4:].split("  #", 1)[0].strip() for ln in section.splitlines() if ln.startswith("    ")]
+    return [ln[4:].split("  #", 1)[0].strip() for ln in section.splitlines() if ln.startswith("    ")]
+
+
+def readme_job_section() -> dict[str, str]:
+    """The README's job commands by what they do: auth, data, start, submit."""
+    lines = readme_job_section_lines()
     by = {"auth": "RAY_AUTH_MODE", "data": "ADC_DATA_ROOT", "start": "ray start --head", "submit": "ray job submit",
           "stop": "ray stop"}
     return {k: next(ln for ln in lines if ln.startswith(("export " + v, v))) for k, v in by.items()}
@@ -61,13 +66,16 @@ def checkout_copy(tmp_path):
 def ray_head(tmp_path, data_root):
     cmds = readme_job_section()
     assert cmds["auth"] == "export RAY_AUTH_MODE=token" and "realpath" in cmds["data"]
+    order = list(readme_job_section_lines())
+    assert order.index(cmds["data"]) < order.index(cmds["start"]) < order.index(cmds["auth"]) < order.index(cmds["submit"])
     home = tmp_path / "home"
     home.mkdir()
     # The job's `python` is looked up on the head's PATH: make it this interpreter's, as an
     # activated venv does (pytest may be run as .venv/bin/python -m pytest without one).
     path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "HOME": str(home), "PATH": path,
-           "ADC_DATA_ROOT": str(data_root)}
+    head_env = {**os.environ, "HOME": str(home), "PATH": path, "ADC_DATA_ROOT": str(data_root)}
+    head_env.pop("RAY_AUTH_MODE", None)  # the README exports it after `ray start`
+    env = {**head_env, "RAY_AUTH_MODE": "token"}
     gcs, dash = free_port(), free_port()
     temp_dir = Path("/tmp") / f"rayjob{os.getpid()}"  # Ray wants a short socket path
     start = shlex.split(cmds["start"])[1:]  # the README's `ray start --head ...`, then our isolation
@@ -76,7 +84,7 @@ def ray_head(tmp_path, data_root):
                 "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash),
                 "--dashboard-agent-listen-port", str(free_port()), "--ray-client-server-port", str(free_port()),
                 "--object-store-memory", str(200 * 2**20), "--temp-dir", str(temp_dir), "--disable-usage-stats"),
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        env=head_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     address = f"http://127.0.0.1:{dash}"
     try:
         deadline = time.time() + 90
