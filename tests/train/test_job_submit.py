@@ -1,8 +1,8 @@
 """The README's "Submit it as a Ray job" section, run as written against a head started here.
 
-The head starts as the README says (auth mode unset: Ray turns token auth on and writes
-~/.ray/auth_token; the test's HOME is its own, so the token is too), the client then uses the
-README's `RAY_AUTH_MODE=token`, the job command is the README's line,
+The head and the client use the README's `RAY_AUTH_MODE=token` and its token command (the
+test's HOME is its own, so the token in ~/.ray/auth_token is too), the job command is the
+README's line,
 and the job's default storage must be an absolute path under that HOME, never Ray's
 temporary copy of the working directory. The working directory is a copy of the checkout
 with runs/ and sweeps/ in it: the upload must leave them out (.gitignore).
@@ -41,8 +41,8 @@ def readme_job_section_lines() -> list[str]:
 def readme_job_section() -> dict[str, str]:
     """The README's job commands by what they do: auth, data, start, submit."""
     lines = readme_job_section_lines()
-    by = {"auth": "RAY_AUTH_MODE", "data": "ADC_DATA_ROOT", "start": "ray start --head", "submit": "ray job submit",
-          "stop": "ray stop"}
+    by = {"auth": "RAY_AUTH_MODE", "data": "ADC_DATA_ROOT", "token": "ray get-auth-token", "start": "ray start --head",
+          "submit": "ray job submit", "stop": "ray stop"}
     return {k: next(ln for ln in lines if ln.startswith(("export " + v, v))) for k, v in by.items()}
 
 
@@ -67,15 +67,17 @@ def ray_head(tmp_path, data_root):
     cmds = readme_job_section()
     assert cmds["auth"] == "export RAY_AUTH_MODE=token" and "realpath" in cmds["data"]
     order = list(readme_job_section_lines())
-    assert order.index(cmds["data"]) < order.index(cmds["start"]) < order.index(cmds["auth"]) < order.index(cmds["submit"])
+    assert [order.index(cmds[k]) for k in ("data", "auth", "token", "start", "submit")] == sorted(
+        order.index(cmds[k]) for k in ("data", "auth", "token", "start", "submit"))
     home = tmp_path / "home"
     home.mkdir()
     # The job's `python` is looked up on the head's PATH: make it this interpreter's, as an
     # activated venv does (pytest may be run as .venv/bin/python -m pytest without one).
     path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
-    head_env = {**os.environ, "HOME": str(home), "PATH": path, "ADC_DATA_ROOT": str(data_root)}
-    head_env.pop("RAY_AUTH_MODE", None)  # the README exports it after `ray start`
-    env = {**head_env, "RAY_AUTH_MODE": "token"}
+    env = {**os.environ, "HOME": str(home), "PATH": path, "ADC_DATA_ROOT": str(data_root), "RAY_AUTH_MODE": "token"}
+    token = shlex.split(cmds["token"].split(">")[0])
+    subprocess.run(ray_cli(*token[1:]), env=env, check=True, capture_output=True, timeout=60)
+    assert (home / ".ray" / "auth_token").is_file()
     gcs, dash = free_port(), free_port()
     temp_dir = Path("/tmp") / f"rayjob{os.getpid()}"  # Ray wants a short socket path
     start = shlex.split(cmds["start"])[1:]  # the README's `ray start --head ...`, then our isolation
@@ -84,7 +86,7 @@ def ray_head(tmp_path, data_root):
                 "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash),
                 "--dashboard-agent-listen-port", str(free_port()), "--ray-client-server-port", str(free_port()),
                 "--object-store-memory", str(200 * 2**20), "--temp-dir", str(temp_dir), "--disable-usage-stats"),
-        env=head_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     address = f"http://127.0.0.1:{dash}"
     try:
         deadline = time.time() + 90
