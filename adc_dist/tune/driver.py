@@ -14,8 +14,9 @@ data, resources, storage) is checked before torch and Ray are imported or starte
 path made absolute (trials run in directories of their own); the default storage is
 ./sweeps, or ~/adc_dist/sweeps inside a `ray job submit` (whose working directory is a
 temporary copy). Progress: one line per finished trial and a bar with an ETA (tqdm, on
-stderr); Ray's own logs stay in its session log files (--verbose shows them). An AdcError
-in a trial (bad data, say) ends the sweep as one `error: ...` line, exit status 2. Each
+stderr); Ray's own logs stay in its session log files (--verbose shows them). A trial that
+fails on bad input (an AdcError: bad data, impossible settings) is recorded like any failed
+trial; once the sweep is over the command prints its one `error: ...` line, exit status 2. Each
 trial trains through ``adc_dist.trial.run_trial`` (the loop of ``adc_dist.train``); the
 results land in ``<storage>/<name>/{trials,trial_metrics,history}.parquet`` (docs/tune.md).
 This module is the Ray edge and the command line; the logic lives in plan, search_space,
@@ -65,15 +66,18 @@ def run_sweep(space: str | os.PathLike | SearchSpace | None = None, tasks: str |
 
 def run_planned(plan: SweepPlan, options: dict[str, Any], *, quiet: bool = False,
                 ray_init: dict[str, Any] | None = None, flush_every_s: float = 30.0, status_every_s: float = 60.0,
-                controller_failure_limit: int | None = None, verbose: bool = False, bar: bool | None = None) -> int:
+                controller_failure_limit: int | None = None, verbose: bool = False, bar: bool | None = None,
+                raise_input_errors: bool = False) -> int:
     """Run a validated plan; return how many of its trials ended (ok, stopped or error).
 
-    Raises the AdcError of a trial that failed with one (bad input is the user's to fix).
+    Failed trials are recorded (status "error") and the sweep goes on. With
+    ``raise_input_errors`` (the command line), a trial that failed on bad input (an AdcError)
+    then ends the command as that one ``error: ...`` line, as ``train --local`` would.
     """
     _write_sweep_file(plan, options)
     return _fit(plan, quiet=quiet, ray_init=ray_init or {}, flush_every_s=flush_every_s,
                 status_every_s=status_every_s, controller_failure_limit=controller_failure_limit, verbose=verbose,
-                bar=not quiet if bar is None else bar)
+                bar=not quiet if bar is None else bar, raise_input_errors=raise_input_errors)
 
 
 def _write_sweep_file(plan: SweepPlan, options: dict[str, Any]) -> None:
@@ -101,7 +105,7 @@ def _write_sweep_file(plan: SweepPlan, options: dict[str, Any]) -> None:
 
 def _fit(plan: SweepPlan, *, quiet: bool, ray_init: dict[str, Any], flush_every_s: float,
          status_every_s: float, controller_failure_limit: int | None, verbose: bool = False,
-         bar: bool = True) -> int:
+         bar: bool = True, raise_input_errors: bool = False) -> int:
     """Run the Tuner; return how many trials of this sweep the Parquet holds as ended."""
     import ray
     from ray import tune
@@ -174,7 +178,6 @@ def _fit(plan: SweepPlan, *, quiet: bool, ray_init: dict[str, Any], flush_every_
     before = 0 if plan.resume else sum(sweep_status(plan.results.uri, plan.name).values())
     t0 = time.time()
     grid = tuner.fit()
-    _raise_trial_input_error(grid)
     counts = sweep_status(plan.results.uri, plan.name)
     done = sum(counts.values()) - before
     if not quiet:
@@ -184,6 +187,8 @@ def _fit(plan: SweepPlan, *, quiet: bool, ray_init: dict[str, Any], flush_every_
         # Tune returns normally after Ctrl-C (it saved its state first): say how to go on.
         print(f"the sweep stopped with {done} of {plan.trials} trials done; continue it with: python -m "
               f"adc_dist.tune --name {plan.name} --storage '{_parent_uri(plan)}' --resume", file=sys.stderr, flush=True)
+    if raise_input_errors:
+        _raise_trial_input_error(grid, plan.results.uri)
     return done
 
 
@@ -191,13 +196,14 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
 
 
-def _raise_trial_input_error(grid: Any) -> None:
-    """A trial that failed on bad input (an AdcError) ends the sweep with that one line, as
+def _raise_trial_input_error(grid: Any, results_uri: str) -> None:
+    """A trial that failed on bad input (an AdcError) ends the command with that one line, as
     ``python -m adc_dist.train --local`` would; other failures stay in the Parquet as errors."""
     failed = [r.error for r in grid if r.error is not None]
     found = [e for e in map(find_adc_error, failed) if e is not None]
     if found:
-        more = f" ({len(found)} of {len(grid)} trials failed this way)" if len(found) > 1 else ""
+        more = (f" ({len(found)} of {len(grid)} trials failed this way; the others' results: {results_uri})"
+                if len(grid) > 1 else "")
         raise AdcError(f"{found[0]}{more}")
 
 
@@ -274,5 +280,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     plan = plan_sweep(absolute(args.space), args.tasks, **options)
     if not args.quiet:
         print(plan.describe(), flush=True)
-    done = run_planned(plan, options, quiet=args.quiet, verbose=args.verbose)
+    done = run_planned(plan, options, quiet=args.quiet, verbose=args.verbose, raise_input_errors=True)
     return 0 if done >= plan.trials or (plan.time_budget_s and done) else 1

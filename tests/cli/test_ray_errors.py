@@ -62,6 +62,6 @@ def test_an_adc_error_in_a_tune_trial_ends_the_sweep_with_the_same_line(ray_runt
                          "search": {"gamma": {"grid": [0.0]}}, "tune": {"scheduler": "fifo"}}, where="test space")
     plan = plan_sweep(space, [cfg.task], name="bad", storage=str(tmp_path / "sweeps"), prepare_data=False)
     with pytest.raises(SystemExit) as ex:
-        run_cli(lambda: run_planned(plan, {}, quiet=True))
+        run_cli(lambda: run_planned(plan, {}, quiet=True, raise_input_errors=True))
     assert ex.value.code == 2
     assert capsys.readouterr().err == f"error: {local}\n"
