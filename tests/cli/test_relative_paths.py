@@ -92,3 +92,11 @@ def test_compare_quick_with_a_relative_data_root(elsewhere):
     assert re.search(r"\d+/\d+ \[\d\d:\d\d<\d\d:\d\d", proc.stderr), proc.stderr  # a bar with an ETA
     assert "Traceback" not in proc.stdout + proc.stderr
     _nothing_downloaded(cwd)
+
+
+def test_verbose_shows_rays_own_lines(elsewhere):
+    cwd, env = elsewhere
+    proc = _run(cwd, env, "adc_dist.train", "--smoke-test", "--epochs", "1", "--name", "loud", "--verbose")
+    both = proc.stdout + proc.stderr
+    assert "Started a local Ray instance" in both, both[-3000:]  # Ray's start-up line, hidden by default
+    assert re.search(r"^epoch\s+1\b", proc.stdout, re.M) and "smoke test passed" in proc.stdout
