@@ -13,8 +13,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-# The environment variables that name local folders (ADC_DATA_MIRROR may be a URL).
-PATH_ENV = ("ADC_DATA_ROOT", "ADC_CACHE_DIR", "ADC_DATA_MIRROR")
+# The environment variables that name local folders: made absolute here.
+PATH_ENV = ("ADC_DATA_ROOT", "ADC_CACHE_DIR")
+# What Ray's workers and trials must see as the driver does (the mirror is a base URL).
+FORWARDED_ENV = (*PATH_ENV, "ADC_DATA_MIRROR")
 # Ray's copy of a job's --working-dir lives under this folder of its session directory.
 _RAY_WORKING_DIR_COPY = os.sep + "runtime_resources" + os.sep
 

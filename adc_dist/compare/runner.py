@@ -108,7 +108,7 @@ class Comparison:
         import ray
 
         if not ray.is_initialized():
-            from adc_dist.tune.plan import FORWARDED_ENV
+            from adc_dist.paths import FORWARDED_ENV
 
             from adc_dist.train.ray_output import init_kwargs, start_ray
 

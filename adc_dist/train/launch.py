@@ -34,13 +34,11 @@ from typing import TYPE_CHECKING, Any, Sequence
 from adc_dist.argparser import Parser
 from adc_dist.config import FIELD_NAMES, TrainConfig, from_mapping, load_yaml
 from adc_dist.errors import AdcError, raise_user_error
-from adc_dist.paths import absolute, absolutize_env, default_storage
+from adc_dist.paths import FORWARDED_ENV, absolute, absolutize_env, default_storage
 
 if TYPE_CHECKING:
     import pandas as pd
 
-# Environment that the workers need to see what the driver sees (data and cache dirs).
-FORWARDED_ENV = ("ADC_DATA_ROOT", "ADC_CACHE_DIR", "ADC_DATA_MIRROR")
 
 
 @dataclass

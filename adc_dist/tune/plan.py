@@ -25,7 +25,6 @@ if TYPE_CHECKING:  # pyarrow and pandas load only once the flags and the space a
 
 SWEEP_FILE = "sweep.json"
 SPACE_FILE = "space.yaml"
-FORWARDED_ENV = ("ADC_DATA_ROOT", "ADC_CACHE_DIR", "ADC_DATA_MIRROR")
 
 
 @dataclass
