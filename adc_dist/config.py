@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import re
 from dataclasses import dataclass, field, fields
@@ -18,10 +19,23 @@ from typing import Any, Mapping, get_args, get_origin, get_type_hints
 
 import yaml
 
+from adc_dist import inputs
 from adc_dist.errors import AdcError
+from adc_dist.inputs import short
 
 BALANCERS = ("gradnorm", "equal", "static", "uncertainty")
 HIDDEN_SHAPES = ("halving", "constant")
+
+# Upper bounds of counts and sizes: far above any sensible run, low enough that a typo (an
+# extra zero, a value in the wrong flag) is refused with the limit named instead of
+# allocating gigabytes or running for months. Raise one here if a real run needs more.
+LIMITS: dict[str, int] = {
+    "seed": 2**32 - 1, "d": 65_536, "num_hidden_layers": 32, "negatives": 1_000,
+    "batch_size": 1 << 20, "epochs": 100_000, "eval_every": 100_000, "patience": 100_000,
+    "num_workers": 1_024, "cpus_per_worker": 1_024, "max_failures": 1_000,
+}
+MAX_TOPK = 10_000  # the largest N of Recall@N / NDCG@N
+MAX_LIST = 64  # values in one list field (topk, domains, static_weights)
 
 
 @dataclass
@@ -84,14 +98,16 @@ class TrainConfig:
         need(0.0 < self.subsample_frac <= 1.0, f"subsample_frac must be in (0, 1] (got {self.subsample_frac})")
         need(self.d > 0, f"d must be > 0 (got {self.d})")
         need(self.num_hidden_layers >= 1, f"num_hidden_layers must be >= 1 (got {self.num_hidden_layers})")
-        need(self.hidden_shape in HIDDEN_SHAPES, f"hidden_shape must be one of {HIDDEN_SHAPES} (got {self.hidden_shape!r})")
-        if self.hidden_shape == "halving" and self.d > 0 and self.num_hidden_layers >= 1:
+        need(self.hidden_shape in HIDDEN_SHAPES,
+             f"hidden_shape must be one of {HIDDEN_SHAPES} (got {short(self.hidden_shape)})")
+        # (bounded: 2 ** 10**9 would not finish; the limit itself is reported below)
+        if self.hidden_shape == "halving" and self.d > 0 and 1 <= self.num_hidden_layers <= LIMITS["num_hidden_layers"]:
             need(self.d // 2 ** (self.num_hidden_layers - 1) >= 1,
                  f"d={self.d} is too small to halve over {self.num_hidden_layers} hidden layers")
         need(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1) (got {self.dropout})")
         need(self.init_std > 0, f"init_std must be > 0 (got {self.init_std})")
         need(self.negatives >= 1, f"negatives must be >= 1 (got {self.negatives})")
-        need(self.balancer in BALANCERS, f"balancer must be one of {BALANCERS} (got {self.balancer!r})")
+        need(self.balancer in BALANCERS, f"balancer must be one of {BALANCERS} (got {short(self.balancer)})")
         need(self.gamma >= 0, f"gamma must be >= 0 (got {self.gamma})")
         need(self.balancer_lr > 0, f"balancer_lr must be > 0 (got {self.balancer_lr})")
         if self.balancer == "static":
@@ -103,15 +119,18 @@ class TrainConfig:
         need(self.batch_size >= 1, f"batch_size must be >= 1 (got {self.batch_size})")
         need(self.epochs >= 1, f"epochs must be >= 1 (got {self.epochs})")
         need(self.eval_every >= 1, f"eval_every must be >= 1 (got {self.eval_every})")
-        need(len(self.topk) >= 1 and all(k >= 1 for k in self.topk), f"topk must be a list of N >= 1 (got {self.topk})")
+        need(len(self.topk) >= 1 and all(k >= 1 for k in self.topk),
+             f"topk must be a list of N >= 1 (got {short(self.topk)})")
         metric, _, n = self.early_stop_metric.partition("@")
-        need(metric in ("recall", "ndcg") and n.isdigit() and int(n) in self.topk,
-             f"early_stop_metric must be recall@N or ndcg@N with N in topk={self.topk} (got {self.early_stop_metric!r})")
+        need(metric in ("recall", "ndcg") and n.isdecimal() and len(n) <= 9 and int(n) in self.topk,
+             f"early_stop_metric must be recall@N or ndcg@N with N in topk={short(self.topk)} "
+             f"(got {short(self.early_stop_metric)})")
         need(self.patience >= 0, f"patience must be >= 0 (got {self.patience})")
         need(self.num_workers >= 0, f"num_workers must be >= 0 (got {self.num_workers})")
         need(self.cpus_per_worker > 0, f"cpus_per_worker must be > 0 (got {self.cpus_per_worker})")
         need(self.max_failures >= 0, f"max_failures must be >= 0 (got {self.max_failures})")
         need(not (self.bf16 and not self.use_gpu), "bf16 needs --use_gpu (bf16 autocast is a GPU option)")
+        bad += limit_problems(self)
         return bad
 
     def to_dict(self) -> dict[str, Any]:
@@ -130,10 +149,27 @@ FIELD_NAMES = tuple(f.name for f in fields(TrainConfig))
 _HINTS = get_type_hints(TrainConfig)
 
 
+def limit_problems(cfg: TrainConfig) -> list[str]:
+    """What :data:`LIMITS` and finiteness refuse: NaN or infinite numbers (``lr: .inf`` passes a
+    ``> 0`` test), counts above their limit, and the list fields' values."""
+    bad = []
+    for name in _HINTS:
+        value = getattr(cfg, name)
+        if isinstance(value, float) and not math.isfinite(value):
+            bad.append(f"{name} must be a finite number (got {value})")
+        elif name in LIMITS and isinstance(value, (int, float)) and value > LIMITS[name]:
+            bad.append(f"{name}={value:,} is above the limit of {LIMITS[name]:,}")
+    if any(n > MAX_TOPK for n in cfg.topk):
+        bad.append(f"topk values must be <= {MAX_TOPK:,} (got {short(cfg.topk)})")
+    if cfg.static_weights is not None and not all(math.isfinite(w) for w in cfg.static_weights):
+        bad.append(f"static_weights must be finite numbers (got {short(cfg.static_weights)})")
+    return bad
+
+
 def unknown_key_error(key: str, where: str, known: tuple[str, ...] = FIELD_NAMES) -> AdcError:
-    close = difflib.get_close_matches(key, known, n=3)
+    close = difflib.get_close_matches(str(key), known, n=3)
     hint = f"; did you mean {', '.join(close)}?" if close else f"; known keys: {', '.join(known)}"
-    return AdcError(f"unknown config key {key!r} in {where}{hint}")
+    return AdcError(f"unknown config key {short(key)} in {where}{hint}")
 
 
 def _base_type(hint: Any) -> tuple[Any, bool]:
@@ -159,29 +195,39 @@ def coerce(key: str, value: Any) -> Any:
                 value = [v for v in value.replace(" ", "").split(",") if v]
             if not isinstance(value, (list, tuple)):
                 value = [value]
-            return [elem(v) for v in value]
-        if typ is bool:
-            if isinstance(value, bool):
-                return value
-            s = str(value).lower()
-            if s in ("1", "true", "yes", "on"):
-                return True
-            if s in ("0", "false", "no", "off"):
-                return False
+            if len(value) > MAX_LIST:
+                raise AdcError(f"config key {key!r} lists {len(value):,} values; the limit is {MAX_LIST}")
+            return [_scalar(elem, v) for v in value]
+        return _scalar(typ, value)
+    except (TypeError, ValueError, OverflowError):
+        label = f"a list of {get_args(typ)[0].__name__}" if get_origin(typ) is list else getattr(typ, "__name__", typ)
+        raise AdcError(f"config key {key!r} expects {label}, got {short(value)}") from None
+
+
+def _scalar(typ: Any, value: Any) -> Any:
+    """``value`` as one bool, int, float or str; ValueError/TypeError when it is not one."""
+    if isinstance(value, (dict, list, tuple, set)):
+        raise TypeError(value)  # str() of a mapping is not a name, int() of a list not a count
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        s = str(value).lower()
+        if s in ("1", "true", "yes", "on"):
+            return True
+        if s in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(value)
+    if typ is int:
+        if isinstance(value, float) and not value.is_integer():
             raise ValueError(value)
-        if typ is int:
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError(value)
-            if isinstance(value, bool):
-                raise ValueError(value)
-            return int(value) if not isinstance(value, str) else int(value.strip())
-        if typ is float:
-            if isinstance(value, bool):
-                raise ValueError(value)
-            return float(value)
-        return str(value)
-    except (TypeError, ValueError):
-        raise AdcError(f"config key {key!r} expects {getattr(typ, '__name__', typ)}, got {value!r}") from None
+        if isinstance(value, bool):
+            raise ValueError(value)
+        return int(value) if not isinstance(value, str) else int(value.strip())
+    if typ is float:
+        if isinstance(value, bool):
+            raise ValueError(value)
+        return float(value)
+    return str(value)
 
 
 def from_mapping(values: Mapping[str, Any], where: str = "config",
@@ -213,15 +259,14 @@ def from_mapping(values: Mapping[str, Any], where: str = "config",
 
 
 def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
-    p = Path(path)
-    if not p.is_file():
-        raise AdcError(f"config file {p} does not exist")
-    try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise AdcError(f"config file {p} is not valid YAML: {e}") from None
+    """The key: value mapping of a config file, read with the one safe loader (size, depth and
+    alias limits; a pipe, a binary or a malformed file gives one AdcError line)."""
+    data = inputs.load_yaml(path, "config file")
+    if data is None:
+        return {}
     if not isinstance(data, dict):
-        raise AdcError(f"config file {p} must hold a mapping of key: value")
+        raise AdcError(f"config file {inputs.show(path)} must hold a mapping of key: value "
+                       f"(found a {type(data).__name__})")
     return data
 
 

@@ -13,6 +13,7 @@ One line per problem: ``FILE:LINE: error|warning: PATH.IN.DOCUMENT: what is wron
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -40,7 +41,7 @@ def expand(paths: Sequence[str]) -> list[Path]:
         if p.is_dir():
             out += sorted(f for f in p.rglob("*") if f.is_file() and not any(
                 part.startswith(".") or part == "__pycache__" for part in f.relative_to(p).parts))
-        elif p.is_file():
+        elif p.is_file() or os.path.lexists(p):  # a pipe or a broken link: check_file names what it is
             out.append(p)
         else:
             raise AdcError(f"{p}: no such file or directory")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from adc_dist import inputs
+from adc_dist.cluster.access import RAY_KINDS, check_policy_beside
 from adc_dist.cluster.exposure import scan_text
 from adc_dist.cluster.problems import Problem, Report
 from adc_dist.cluster.yamldoc import load_documents
-from adc_dist.errors import AdcError
 
 YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -33,9 +34,8 @@ def check_file(path: str | Path) -> list[Problem]:
     p = Path(path)
     name = str(path)
     text_report = Report(name)
-    if not p.is_file():
-        raise AdcError(f"{p}: no such file")
-    scan_text(p.read_text(errors="replace"), text_report, placeholders=p.suffix in YAML_SUFFIXES)
+    text = inputs.read_bytes(p, "cluster file").decode("utf-8", errors="replace")
+    scan_text(text, text_report, placeholders=p.suffix in YAML_SUFFIXES)
     if p.suffix not in YAML_SUFFIXES:  # README, Dockerfile: the secrets scan only
         return text_report.problems
     docs = load_documents(p)
@@ -51,6 +51,8 @@ def check_file(path: str | Path) -> list[Problem]:
             check_launcher(doc, report)
         elif kind == "kubernetes":
             check_manifest(doc, report)
+            if doc.data.get("kind") in RAY_KINDS:
+                check_policy_beside([d.data for d in docs], p.parent, report)
         elif kind == "runtime_env":
             # Its GPUs are unknown here: do not demand a CUDA torch, but do demand a pinned one.
             check_runtime_env(doc.data, 0, report, ())

@@ -70,10 +70,9 @@ def _check_train(inv: Invocation, shape: ClusterShape, report: Report, path: Seq
 
 def _set_values(items: Sequence[str] | None, report: Report, path: Sequence[Any]) -> dict[str, Any] | None:
     """``--set KEY=VALUE`` pairs as config values; None (reported) when one is bad."""
-    import yaml
-
     from adc_dist.config import FIELD_NAMES, coerce, unknown_key_error
     from adc_dist.errors import AdcError
+    from adc_dist.inputs import load_yaml_text
 
     out: dict[str, Any] = {}
     for item in items or []:
@@ -84,7 +83,7 @@ def _set_values(items: Sequence[str] | None, report: Report, path: Sequence[Any]
                 raise AdcError(f"--set expects KEY=VALUE (got {item!r})")
             if key not in FIELD_NAMES:
                 raise unknown_key_error(key, "--set")
-            out[key] = coerce(key, yaml.safe_load(value) if value else None)
+            out[key] = coerce(key, load_yaml_text(value, f"--set {key}") if value else None)
         except AdcError as e:
             report.error(path, str(e), "--set takes a TrainConfig field, e.g. --set epochs=5")
             return None

@@ -15,14 +15,14 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
+from adc_dist import inputs
 from adc_dist.cluster import pins
+from adc_dist.cluster.access import RAY_KINDS, check_cluster_auth, check_network_policy, env_auth_mode
 from adc_dist.cluster.jobs import ClusterShape, check_command
 from adc_dist.cluster.problems import Report
 from adc_dist.cluster.yamldoc import Document
+from adc_dist.errors import AdcError
 
-RAY_KINDS = ("RayCluster", "RayJob", "RayService")
 CLUSTER_SPEC = {"headGroupSpec", "workerGroupSpecs", "rayVersion", "enableInTreeAutoscaling",
                 "autoscalerOptions", "headServiceAnnotations", "suspend", "managedBy",
                 "gcsFaultToleranceOptions", "upgradeStrategy", "authOptions"}
@@ -44,6 +44,7 @@ RUNTIME_ENV_KEYS = {"working_dir", "py_modules", "pip", "uv", "conda", "env_vars
 GPU_RESOURCES = ("nvidia.com/gpu", "amd.com/gpu")
 QUANTITY = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)(([KMGTPE]i)|[numkMGTPE]|([eE][+-]?(\d+(\.\d*)?|\.\d+)))?$")
 DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+MAX_PODS = 1_000  # replicas of a worker group: far above this project's 8, an extra zero is an error
 SECRET_ENV = re.compile(r"(?i)(secret|token|password|passwd|access_key|api_key|private_key|credential)")
 
 
@@ -51,6 +52,7 @@ SECRET_ENV = re.compile(r"(?i)(secret|token|password|passwd|access_key|api_key|p
 class PodFacts:
     gpus: int = 0  # GPUs per pod
     image: str | None = None
+    auth_mode: str | None = None  # RAY_AUTH_MODE set by hand in the Ray container's env
 
 
 def _unknown_keys(obj: dict[str, Any], allowed: set[str], report: Report, path: tuple, what: str) -> None:
@@ -153,6 +155,7 @@ def _check_pod(template: Any, ray_version: str | None, report: Report, path: tup
         if i == 0:
             facts.image = c.get("image")
             facts.gpus = _check_resources(c.get("resources"), report, cp + ("resources",))
+            facts.auth_mode = env_auth_mode(c.get("env"))
         for j, port in enumerate(c.get("ports") if isinstance(c.get("ports"), list) else []):
             if isinstance(port, dict) and "hostPort" in port:
                 report.error(cp + ("ports", j, "hostPort"), "hostPort exposes the port on the node's address",
@@ -196,6 +199,7 @@ def check_cluster_spec(spec: Any, report: Report, path: tuple) -> ClusterShape |
                       "autoscalerOptions")
     head = spec.get("headGroupSpec")
     total_gpus = 0
+    modes: list[str | None] = []  # RAY_AUTH_MODE of each group's Ray container
     if not isinstance(head, dict):
         report.error(path + ("headGroupSpec",), "missing: a Ray cluster needs a head", "add headGroupSpec")
     else:
@@ -212,7 +216,9 @@ def check_cluster_spec(spec: Any, report: Report, path: tuple) -> ClusterShape |
             report.error(hp + ("headService", "spec", "type"), f"{svc.get('type')} exposes the head service",
                          "type: ClusterIP")
         _check_start_params(head.get("rayStartParams"), report, hp + ("rayStartParams",))
-        total_gpus += _check_pod(head.get("template"), ray_version, report, hp + ("template",), "head").gpus
+        facts = _check_pod(head.get("template"), ray_version, report, hp + ("template",), "head")
+        total_gpus += facts.gpus
+        modes.append(facts.auth_mode)
     groups = spec.get("workerGroupSpecs") or []
     if not isinstance(groups, list):
         report.error(path + ("workerGroupSpecs",), "must be a list of worker groups")
@@ -249,10 +255,15 @@ def check_cluster_spec(spec: Any, report: Report, path: tuple) -> ClusterShape |
         hosts = _int(g.get("numOfHosts", 1)) or 1
         _check_start_params(g.get("rayStartParams"), report, gp + ("rayStartParams",))
         facts = _check_pod(g.get("template"), ray_version, report, gp + ("template",), f"worker group {name}")
+        modes.append(facts.auth_mode)
+        for k, v in (("minReplicas", lo), ("replicas", n), ("maxReplicas", hi), ("numOfHosts", hosts)):
+            if isinstance(v, int) and v > MAX_PODS:
+                report.error(gp + (k,), f"{k} {v:,} is above the limit of {MAX_PODS:,} pods", f"lower {k}")
         reps = (hi if hi is not None else max(n or 0, lo)) * hosts
         max_workers += reps
         total_gpus += facts.gpus * reps
         per_node = max(per_node, facts.gpus if reps else 0)
+    check_cluster_auth(spec, modes, report, path)
     return ClusterShape(max_gpus=total_gpus, max_gpus_per_node=per_node, multi_node=max_workers > 0,
                         storage_schemes=("s3", "gs"))
 
@@ -264,9 +275,9 @@ def _runtime_env_yaml(text: Any, report: Report, path: tuple) -> dict[str, Any]:
         report.error(path, "runtimeEnvYAML must be a string holding YAML (use `runtimeEnvYAML: |`)")
         return {}
     try:
-        env = yaml.safe_load(text) or {}
-    except yaml.YAMLError as e:
-        report.error(path, f"runtimeEnvYAML is not valid YAML: {e}")
+        env = inputs.load_yaml_text(text, "runtimeEnvYAML") or {}
+    except AdcError as e:
+        report.error(path, str(e))
         return {}
     if not isinstance(env, dict):
         report.error(path, "runtimeEnvYAML must hold a mapping (working_dir, pip, env_vars, ...)")
@@ -389,6 +400,8 @@ def check_manifest(doc: Document, report: Report) -> None:
     elif kind == "Service" and isinstance(spec, dict) and spec.get("type") in ("LoadBalancer", "NodePort"):
         report.error(("spec", "type"), f"a {spec['type']} service is reachable from outside the cluster",
                      "type: ClusterIP, then kubectl port-forward")
+    elif kind == "NetworkPolicy":
+        check_network_policy(data, report)
     elif kind == "Ingress":
         report.error(("kind",), "an Ingress exposes the service to the outside",
                      "reach the dashboard with kubectl port-forward")

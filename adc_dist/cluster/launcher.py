@@ -3,10 +3,12 @@
 1. The JSON schema shipped inside the installed ray package (typos, unknown keys, types:
    ``GPU: 0.5`` is not an integer).
 2. What the schema cannot see but breaks a launch or a run: the head type exists, min <= max,
-   GPU counts match the instance type, GCP GPUs have onHostMaintenance TERMINATE, every node
-   installs ray, torch and adc_dist at pinned versions (torch first), start commands that run
-   the autoscaler, credentials not shipped by file_mounts, the declared shared storage and the
-   job commands (``metadata.adc_dist``).
+   node counts and resources within sane limits, GPU counts match the instance type, GCP GPUs
+   have onHostMaintenance TERMINATE, every node installs ray, torch and adc_dist at pinned
+   versions (torch first), start commands that run the autoscaler, token authentication on
+   every node with the dashboard and job API off the network (:func:`check_auth`),
+   credentials not shipped by file_mounts, the declared shared storage and the job commands
+   (``metadata.adc_dist``).
 3. Ray's own ``prepare_config`` + ``validate_config`` (private API: defaults merged, then checked).
 """
 
@@ -22,6 +24,8 @@ from functools import lru_cache
 from typing import Any
 
 from adc_dist.cluster import pins
+from adc_dist.cluster.access import check_auth, check_security_group
+from adc_dist.cluster.access import commands as _commands
 from adc_dist.cluster.jobs import ClusterShape, check_command
 from adc_dist.cluster.problems import Report
 from adc_dist.cluster.yamldoc import Document
@@ -58,9 +62,14 @@ GCP_BUILTIN_GPUS = {
 GCP_VCPUS = {"a2-highgpu-1g": 12, "a2-highgpu-2g": 24, "a2-highgpu-4g": 48, "a2-highgpu-8g": 96}
 STORAGE_SCHEMES = {"aws": ("s3",), "gcp": ("gs",), "azure": ("abfss", "az")}
 # Local files that must never be copied onto cluster nodes (instance roles replace them).
-CREDENTIAL_PATHS = re.compile(r"(\.aws(/|$)|\.ssh(/|$)|\.config/gcloud|\.kube(/|$)|\.ray/auth_token|"
+# (Ray's own auth token, ~/.ray/auth_token, is meant to be on every node: see check_auth.)
+CREDENTIAL_PATHS = re.compile(r"(\.aws(/|$)|\.ssh(/|$)|\.config/gcloud|\.kube(/|$)|"
                               r"credentials|\.pem$|\.p12$|\.key$|service[-_]?account.*\.json$)")
 RESOURCE_NAMES = ("CPU", "GPU", "memory", "object_store_memory")
+# Sanity limits: far above this project's clusters (10 workers, 8 GPUs a node), low enough that
+# an extra zero or a pasted number (max_workers: 100000000) is an error with the limit named.
+MAX_NODES = 1_000
+MAX_NODE_RESOURCES = {"CPU": 1_024, "GPU": 64}
 
 
 @lru_cache(maxsize=None)
@@ -135,10 +144,6 @@ def _ray_own_validation(data: dict[str, Any], report: Report) -> None:
                      "see the message; it is what `ray up` would stop with")
     finally:
         logger.setLevel(level)
-
-
-def _commands(value: Any) -> list[str]:
-    return [c for c in value if isinstance(c, str)] if isinstance(value, list) else []
 
 
 def _image_of(data: dict[str, Any], node_type: dict[str, Any], head: bool) -> str | None:
@@ -380,8 +385,10 @@ def check_launcher(doc: Document, report: Report) -> None:
                            f"raise max_workers to {sum_max} or lower the types' max_workers")
     _check_autoscaler_sdk(data, provider, report)
     _check_start_commands(data, report)
+    _check_limits(data, types, report)
+    check_auth(data, report)
     _check_file_mounts(data, report)
-    _check_security_group(data, report)
+    check_security_group(data, report)
     _check_metadata(data, provider, max_gpus, per_node, sum_max > 0, report)
     if schema_errors == 0 and head in types:
         _ray_own_validation(data, report)
@@ -411,15 +418,30 @@ def _check_file_mounts(data: dict[str, Any], report: Report) -> None:
                          "belong on the cluster", "use the instance role / service account instead")
 
 
-def _check_security_group(data: dict[str, Any], report: Report) -> None:
-    sg = data.get("provider", {}).get("security_group") if isinstance(data.get("provider"), dict) else None
-    for i, rule in enumerate((sg or {}).get("IpPermissions", []) if isinstance(sg, dict) else []):
-        ranges = [r.get("CidrIp") for r in rule.get("IpRanges", [])] + \
-                 [r.get("CidrIpv6") for r in rule.get("Ipv6Ranges", [])]
-        if any(r in ("0.0.0.0/0", "::/0") for r in ranges):
-            report.error(("provider", "security_group", "IpPermissions", i),
-                         f"opens ports {rule.get('FromPort')}-{rule.get('ToPort')} to the whole internet",
-                         "reach the dashboard and job API through `ray dashboard FILE` (an SSH tunnel) instead")
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _check_limits(data: dict[str, Any], types: dict[str, Any], report: Report) -> None:
+    """Node counts and per-node resources within MAX_NODES / MAX_NODE_RESOURCES."""
+    n = _count(data.get("max_workers"))
+    if n is not None and n > MAX_NODES:
+        report.error(("max_workers",), f"max_workers {n:,} is above the limit of {MAX_NODES:,} nodes",
+                     "give the number of worker nodes the cluster may really grow to")
+    for name, nt in types.items():
+        if not isinstance(nt, dict):
+            continue
+        for key in ("min_workers", "max_workers"):
+            n = _count(nt.get(key))
+            if n is not None and n > MAX_NODES:
+                report.error(("available_node_types", name, key), f"{key} {n:,} is above the limit of "
+                             f"{MAX_NODES:,} nodes", f"lower {key}")
+        res = nt.get("resources") if isinstance(nt.get("resources"), dict) else {}
+        for key, limit in MAX_NODE_RESOURCES.items():
+            n = _count(res.get(key))
+            if n is not None and n > limit:
+                report.error(("available_node_types", name, "resources", key), f"{key}: {n:,} is above the "
+                             f"limit of {limit:,} per node", f"give the node's real {key} count")
 
 
 def _check_metadata(data: dict[str, Any], provider: str | None, max_gpus: int, per_node: int,

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from adc_dist.errors import AdcError
+from adc_dist import inputs
 
 
 @dataclass
@@ -32,27 +32,27 @@ def _walk(node: yaml.Node, path: tuple, lines: dict[tuple, int]) -> None:
 
 def _scalar_key(node: yaml.ScalarNode) -> Any:
     # Keys are what safe_load makes of them: "8265" stays a str only if quoted.
-    return yaml.safe_load(yaml.serialize(node)) if node.tag != "tag:yaml.org,2002:str" else node.value
+    if node.tag == "tag:yaml.org,2002:str":
+        return node.value
+    try:
+        return yaml.SafeLoader("").construct_object(node)
+    except (yaml.YAMLError, ValueError, OverflowError):  # e.g. an int key of 5,000 digits
+        return node.value
 
 
 def load_documents(path: str | FsPath) -> list[Document]:
     """Every YAML document in ``path`` (``---`` separated), with key lines.
 
-    Raises AdcError when the file is missing or is not YAML.
+    Read with the project's one safe loader (:mod:`adc_dist.inputs`): a missing, non-regular,
+    oversized, binary or malformed file, too deep a nesting or an alias bomb raises one
+    AdcError line.
     """
-    p = FsPath(path)
-    if not p.is_file():
-        raise AdcError(f"{p}: no such file")
-    text = p.read_text()
-    try:
-        datas = [d for d in yaml.safe_load_all(text)]
-        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
-    except yaml.YAMLError as e:
-        raise AdcError(f"{p}: not valid YAML: {e}") from None
+    text = inputs.read_text(path, "cluster file")
+    where = f"cluster file {inputs.show(path)}"
     docs = []
-    for data, node in zip(datas, nodes):
+    for node in inputs.compose_documents(text, where):
         lines: dict[tuple, int] = {}
         if node is not None:
             _walk(node, (), lines)
-        docs.append(Document(data, lines))
+        docs.append(Document(inputs.construct(node, where), lines))
     return [d for d in docs if d.data is not None]

@@ -11,10 +11,14 @@ A pandas DataFrame, one row per positive (user, item) pair of a domain:
 rows sorted by (domain in the table's domain order, user, item), no duplicate
 (user, item, domain). Dense re-indexing keeps the order of the raw ids, so restricting a
 table to some domains and re-indexing it again preserves the relative order of rows.
+
+The ids the source file used are kept in ``table.attrs[IDS_ATTR]`` (an :class:`IdMap`): the
+split cache saves them beside the split, so results in dense ids join back to the user's own.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -23,6 +27,30 @@ import pandas as pd
 from adc_dist.errors import AdcError
 
 COLUMNS = ("user", "item", "domain", "rating")
+IDS_ATTR = "adc_dist_ids"
+
+
+@dataclass(frozen=True, eq=False)
+class IdMap:
+    """The source's own ids behind the dense ones: ``users[u]`` is dense user u's id in the
+    file, ``items[k][i]`` dense item i's id in domain ``domains[k]`` (ints or strings)."""
+
+    users: np.ndarray
+    items: tuple[np.ndarray, ...]
+    domains: tuple[str, ...]
+
+    def __deepcopy__(self, memo: dict) -> "IdMap":
+        # Immutable: pandas deep-copies ``attrs`` on every operation; sharing keeps that free.
+        return self
+
+    def item_ids(self, domain: str) -> np.ndarray:
+        return self.items[self.domains.index(domain)]
+
+
+def id_map(table: pd.DataFrame) -> IdMap | None:
+    """The :class:`IdMap` of a canonical table (None for a table built some other way)."""
+    ids = table.attrs.get(IDS_ATTR)
+    return ids if isinstance(ids, IdMap) else None
 
 
 def raw_frame(users, items, domain, ratings=None) -> pd.DataFrame:
@@ -34,7 +62,8 @@ def raw_frame(users, items, domain, ratings=None) -> pd.DataFrame:
                          "rating": np.asarray(ratings, dtype=np.float32)})
 
 
-def canonical(raw: pd.DataFrame, source: str, domains: Sequence[str] | None = None) -> pd.DataFrame:
+def canonical(raw: pd.DataFrame, source: str, domains: Sequence[str] | None = None,
+              ids: IdMap | None = None) -> pd.DataFrame:
     """Re-index ``raw`` densely into the canonical table.
 
     raw: columns user, item (non-negative integers or string tokens: any ids that sort),
@@ -43,6 +72,9 @@ def canonical(raw: pd.DataFrame, source: str, domains: Sequence[str] | None = No
     every user of the result has >= 1 interaction. Duplicate (user, item) rows of a domain
     are merged into one with their mean rating. Raises AdcError (naming ``source``) for NaN
     ratings or a selected domain without interactions.
+
+    ``ids``: when ``raw`` is itself a (filtered) canonical table, its IdMap, so that the result's
+    IdMap still names the source file's ids; otherwise the raw values are those ids.
     """
     if domains is None:
         domains = list(pd.unique(raw["domain"]))
@@ -53,14 +85,15 @@ def canonical(raw: pd.DataFrame, source: str, domains: Sequence[str] | None = No
     rating = raw["rating"].to_numpy(dtype=np.float64)[keep]
     if np.isnan(rating).any():
         raise AdcError(f"{source}: {int(np.isnan(rating).sum())} rating(s) are NaN")
-    _, user = np.unique(raw["user"].to_numpy()[keep], return_inverse=True)
+    raw_users, user = np.unique(raw["user"].to_numpy()[keep], return_inverse=True)
     items = raw["item"].to_numpy()[keep]
-    parts = []
+    parts, item_ids = [], []
     for k, d in enumerate(domains):
         m = dom == k
         if not m.any():
             raise AdcError(f"{source}: domain {d!r} has no interactions")
-        _, item = np.unique(items[m], return_inverse=True)
+        raw_items, item = np.unique(items[m], return_inverse=True)
+        item_ids.append(raw_items if ids is None else ids.item_ids(d)[raw_items])
         u = user[m].astype(np.int64)
         item = item.astype(np.int64)
         key = u * (int(item.max()) + 1) + item
@@ -72,8 +105,11 @@ def canonical(raw: pd.DataFrame, source: str, domains: Sequence[str] | None = No
             u, item = u[start], item[start]
         parts.append((u, item, np.full(len(u), k, dtype=np.int8), r.astype(np.float32)))
     u, item, k, r = (np.concatenate(cols) for cols in zip(*parts))
-    return pd.DataFrame({"user": u, "item": item, "domain": pd.Categorical.from_codes(k, categories=domains),
-                         "rating": r})
+    table = pd.DataFrame({"user": u, "item": item, "domain": pd.Categorical.from_codes(k, categories=domains),
+                          "rating": r})
+    table.attrs[IDS_ATTR] = IdMap(raw_users if ids is None else ids.users[raw_users], tuple(item_ids),
+                                  tuple(domains))
+    return table
 
 
 def domain_codes(table: pd.DataFrame) -> np.ndarray:

@@ -20,13 +20,15 @@ import pandas as pd
 
 import adc_dist
 from adc_dist.data import cache, sources, split
-from adc_dist.data.canonical import canonical, check_overlap, domain_codes
+from adc_dist.data.canonical import canonical, check_overlap, domain_codes, id_map
 from adc_dist.data.registry import TaskSpec, get_task
 from adc_dist.data.sources import Dataset
 from adc_dist.data.task_data import TaskData
 from adc_dist.errors import AdcError
+from adc_dist.inputs import short
 
-FORMAT = 1  # bump when the cached layout or meaning changes: old caches are then ignored
+MAX_DOMAINS = 64  # each domain is an item table and a head; thousands mean the wrong column was named
+FORMAT = 2  # bump when the cached layout or meaning changes: old caches are then ignored (2: ids file)
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,11 @@ class Prepared:
     path: Path
     built: bool
     seconds: float
+
+    @property
+    def ids_path(self) -> Path:
+        """The source's own user and item ids beside the split (:func:`adc_dist.data.cache.read_ids`)."""
+        return cache.ids_file(self.path)
 
 
 def load_task(name: str, *, data_root: str | os.PathLike | None = None, seed: int = 0,
@@ -77,9 +84,10 @@ def prepare(name: str, *, data_root: str | os.PathLike | None = None, seed: int 
     meta = {**identity, "key": key, "domains": domains, "dataset": _dataset_label(spec),
             "n_users": int(table["user"].max()) + 1,
             "n_items": [int(c["items"]) for c in counts.values()], "counts": counts,
+            "ids_file": cache.ids_file(path).name,
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "adc_dist_version": adc_dist.__version__}
-    cache.write(path, table, codes, meta)
+    cache.write(path, table, codes, meta, id_map(table))
     return Prepared(cache.read(path), path, True, time.perf_counter() - t0)
 
 
@@ -106,9 +114,13 @@ def _task_table(spec: TaskSpec, files: dict[str, tuple[Path, str]], min_rating: 
     """The task's canonical table: its domains, ratings >= min_rating, users and items re-indexed."""
     source = ", ".join(str(p) for p, _ in files.values())
     full = _read_dataset(spec.read, tuple((rel, str(p), sha) for rel, (p, sha) in files.items()))
+    ids = id_map(full)  # the file's own ids, carried through the re-indexing below
     domains = list(spec.domains) if spec.domains is not None else list(full["domain"].cat.categories)
     if len(domains) < 2:
-        raise AdcError(f"{source}: a cross-domain task needs at least two domains, found {domains}")
+        raise AdcError(f"{source}: a cross-domain task needs at least two domains, found {short(domains)}")
+    if len(domains) > MAX_DOMAINS:
+        raise AdcError(f"{source}: {len(domains):,} domains; the limit is {MAX_DOMAINS} "
+                       f"(is 'domain' the right column?)")
     if min_rating is not None:
         full = full[full["rating"].to_numpy() >= min_rating]
     present = set(full["domain"].cat.categories[np.unique(domain_codes(full))])
@@ -116,7 +128,7 @@ def _task_table(spec: TaskSpec, files: dict[str, tuple[Path, str]], min_rating: 
         if d not in present:
             why = f" with rating >= {min_rating:g}" if min_rating is not None else ""
             raise AdcError(f"{source}: domain {d!r} is empty: no interactions{why}")
-    table = canonical(full, source, domains)
+    table = canonical(full, source, domains, ids=ids)
     check_overlap(table, domains, source)
     return table
 

@@ -7,25 +7,34 @@ pinned commit of its public GitHub repository (or from ``$ADC_DATA_MIRROR``, a b
 laid out like the data root), verified against the sha256 embedded below and moved into
 the download cache atomically. Every file is checked against its sha256 on every use,
 so a truncated or edited file never silently feeds a split.
+
+Only regular files are read (a named pipe would block the checksum forever, a device never
+ends), and a download may follow redirects only within the host it was sent to and may not
+exceed the size of the pinned file (:data:`SIZES`).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import tempfile
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
 from adc_dist.errors import AdcError
+from adc_dist.inputs import file_kind, one_line, open_regular
 
 DATA_ROOT_ENV = "ADC_DATA_ROOT"
 CACHE_DIR_ENV = "ADC_CACHE_DIR"
 MIRROR_ENV = "ADC_DATA_MIRROR"
-DOWNLOAD_TIMEOUT_S = 60
+DOWNLOAD_TIMEOUT_S = 60  # per network operation
+MIN_DOWNLOAD_RATE = 32 * 1024  # bytes/s: a slower server (a trickle that resets every timeout) is given up
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,10 @@ class Dataset:
     commit: str
     prefix: str
     sha256: Mapping[str, str]
+
+    def size(self, rel: str) -> int:
+        """Bytes of the pinned file ``rel``: a download may not exceed it."""
+        return SIZES[f"{self.folder}/{rel}"]
 
     def url(self, rel: str) -> str:
         mirror = os.environ.get(MIRROR_ENV)
@@ -98,6 +111,40 @@ DATASETS: dict[str, Dataset] = {d.folder: d for d in [
 ]}
 
 
+# Sizes in bytes of the pinned files (``stat -c %s`` of each file in ../shared/data): the cap of
+# a download, so a wrong or hostile server cannot fill the disk before the checksum fails.
+SIZES: dict[str, int] = {
+    "amazon4_cdtf/demo_amazon.mat": 1110510,
+    "amazon4_lscd/amazon_data.mat": 3211137,
+    "douban_gadtcdr/douban_book/ratings.dat": 1116081,
+    "douban_gadtcdr/douban_music/ratings.dat": 811063,
+    "neucdcf_amazon_music_movie/music_movie.trainfull.rating": 3111889,
+    "neucdcf_amazon_music_movie/music.test.rating": 258585,
+    "disencdr_amazon/sport_cloth/train.txt": 1150235,
+    "disencdr_amazon/sport_cloth/test_original.txt": 124070,
+    "disencdr_amazon/cloth_sport/train.txt": 1097669,
+    "disencdr_amazon/cloth_sport/test_original.txt": 124110,
+    "disencdr_amazon/phone_electronic/train.txt": 609415,
+    "disencdr_amazon/phone_electronic/test_original.txt": 40318,
+    "disencdr_amazon/electronic_phone/train.txt": 1424620,
+    "disencdr_amazon/electronic_phone/test_original.txt": 41498,
+    "disencdr_amazon/sport_phone/train.txt": 612708,
+    "disencdr_amazon/sport_phone/test_original.txt": 61239,
+    "disencdr_amazon/phone_sport/train.txt": 510647,
+    "disencdr_amazon/phone_sport/test_original.txt": 60073,
+    "disencdr_amazon/electronic_cloth/train.txt": 2711201,
+    "disencdr_amazon/electronic_cloth/test_original.txt": 206892,
+    "disencdr_amazon/cloth_electronic/train.txt": 1569278,
+    "disencdr_amazon/cloth_electronic/test_original.txt": 204562,
+    "cdrib_amazon/game_video/new_reindex.txt": 2019780,
+    "cdrib_amazon/video_game/new_reindex.txt": 2008997,
+    "cdrib_amazon/cloth_sport/new_reindex.txt": 2551011,
+    "cdrib_amazon/sport_cloth/new_reindex.txt": 2197342,
+    "amazon_books_movies_dense/Amazon-Books-Dense.inter": 1134791,
+    "amazon_books_movies_dense/Amazon-Movies-Dense.inter": 2023014,
+}
+
+
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
     """The cache directory: ``cache_dir``, else ``$ADC_CACHE_DIR``, else ``~/.cache/adc_dist``."""
     chosen = cache_dir or os.environ.get(CACHE_DIR_ENV) or Path.home() / ".cache" / "adc_dist"
@@ -107,15 +154,44 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
 def data_root(root: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None) -> Path:
     """The data root: ``root``, else ``$ADC_DATA_ROOT``, else the download cache ``<cache>/data``."""
     chosen = root or os.environ.get(DATA_ROOT_ENV)
-    return Path(chosen).expanduser() if chosen else cache_root(cache_dir) / "data"
+    path = Path(chosen).expanduser() if chosen else cache_root(cache_dir) / "data"
+    try:
+        path.resolve()  # Python 3.11 raises RuntimeError on a symlink loop, 3.13 OSError
+    except (RuntimeError, OSError):
+        raise AdcError(f"the data root {path} is a symbolic link that loops (it points back at itself); "
+                       f"point --data-root / ${DATA_ROOT_ENV} at a folder") from None
+    if path.exists() and not path.is_dir():
+        raise AdcError(f"the data root {path} is not a folder; point --data-root / ${DATA_ROOT_ENV} at a folder "
+                       f"laid out like shared/data")
+    return path
 
 
 def sha256_file(path: Path) -> str:
+    """The sha256 of a regular file (a pipe, a device or a symlink loop raise AdcError, never block)."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_regular(path, "data file") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def _present(path: Path) -> bool:
+    """Whether ``path`` is there to be read: False when missing; AdcError when something other
+    than a regular file is there (a named pipe, a device, a folder, a looping link), which would
+    otherwise be skipped silently and the file downloaded over it."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return False
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise AdcError(f"{path} is a symbolic link that loops (it points back at itself)") from None
+        if e.errno == errno.ENOTDIR:
+            return False
+        raise AdcError(f"{path} cannot be read ({e.strerror})") from None
+    if not os.path.isfile(path):
+        raise AdcError(f"{path} is {file_kind(mode)}, not a regular file; put the data file itself there")
+    return True
 
 
 def fetch(folder: str, rel: str, *, root: Path, cache_dir: Path) -> tuple[Path, str]:
@@ -127,44 +203,84 @@ def fetch(folder: str, rel: str, *, root: Path, cache_dir: Path) -> tuple[Path, 
     ds = DATASETS[folder]
     want = ds.sha256[rel]
     for candidate in (root / folder / rel, cache_dir / "data" / folder / rel):
-        if candidate.is_file():
+        if _present(candidate):
             got = sha256_file(candidate)
             if got != want:
                 raise AdcError(
-                    f"{candidate}: checksum mismatch (sha256 {got}, expected {want}, the file at "
-                    f"{ds.repo}@{ds.commit[:12]}:{ds.prefix}{rel}); restore the original file, or "
-                    f"delete it to download a fresh copy")
+                    f"{candidate}: checksum mismatch (sha256 {got[:16]}..., expected {want[:16]}..., the file "
+                    f"at {ds.repo}@{ds.commit[:12]}); restore the original file, or delete it to download a copy")
             return candidate, got
     dest = cache_dir / "data" / folder / rel
     url = ds.url(rel)
     try:
-        download(url, dest, want)
+        download(url, dest, want, ds.size(rel))
     except urllib.error.URLError as e:  # also HTTPError; offline machines land here
         reason = f"HTTP {e.code} {e.reason}" if isinstance(e, urllib.error.HTTPError) else e.reason
-        raise AdcError(
-            f"{folder}/{rel} is missing: it is not under the data root {root} and downloading "
-            f"{url} failed ({reason}). Put the file (sha256 {want}) at {root / folder / rel}, or "
-            f"point --data-root / ${DATA_ROOT_ENV} at a folder laid out like shared/data") from None
+        # The fix first, the cause last: the line is cut at 300 characters, and long paths exist.
+        raise AdcError(one_line(
+            f"{folder}/{rel} is missing: put the file (sha256 {want[:16]}...) at {root / folder / rel} or point "
+            f"--data-root / ${DATA_ROOT_ENV} at a copy of shared/data "
+            f"(download failed: {str(reason)[:60]}; {url})")) from None
     except OSError as e:  # socket timeouts, connection resets, a full disk
-        raise AdcError(f"downloading {url} to {dest} failed ({e}); put the file (sha256 {want}) "
-                       f"at {root / folder / rel}") from None
+        raise AdcError(one_line(f"{folder}/{rel} could not be downloaded to {dest}: put the file (sha256 "
+                                f"{want[:16]}...) at {root / folder / rel} "
+                                f"(download failed: {str(e)[:60]}; {url})")) from None
     return dest, want
 
 
-def download(url: str, dest: Path, sha256: str) -> None:
+class _SameHostRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects only to the scheme, host and port the download was sent to: the pinned
+    host (or the mirror) is what the checksum's provenance names, and a redirect elsewhere is
+    either a misconfiguration or someone steering the download."""
+
+    def __init__(self, origin: str):
+        self.origin = origin
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001 - urllib's signature
+        target = urllib.parse.urljoin(req.full_url, newurl)
+        if _origin(target) != self.origin:
+            raise AdcError(f"downloading {self.origin}: the server redirects to {target[:120]}, another host; "
+                           f"only redirects within {self.origin} are followed (nothing was written)")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _origin(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}:{parts.port or {'http': 80, 'https': 443}.get(parts.scheme)}"
+
+
+def download(url: str, dest: Path, sha256: str, max_bytes: int) -> None:
     """Stream ``url`` into ``dest`` via a temporary file in the same folder, check its sha256,
     then ``os.replace`` it into place (atomic: a concurrent reader sees no file or the whole file).
+
+    Redirects are followed within the URL's own host only; more than ``max_bytes`` (the pinned
+    file's size, announced or sent) stops the download. Either raises AdcError and writes nothing.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
+    opener = urllib.request.build_opener(_SameHostRedirects(_origin(url)))
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     try:
         h = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as resp:
-            for block in iter(lambda: resp.read(1 << 20), b""):
+        got = 0
+        deadline = time.monotonic() + DOWNLOAD_TIMEOUT_S + max_bytes / MIN_DOWNLOAD_RATE
+        with os.fdopen(fd, "wb") as out, opener.open(url, timeout=DOWNLOAD_TIMEOUT_S) as resp:
+            announced = resp.headers.get("Content-Length")
+            if announced is not None and announced.strip().isdigit() and int(announced) > max_bytes:
+                raise AdcError(f"{url}: the server announces {int(announced):,} bytes, but the pinned file has "
+                               f"{max_bytes:,}; the download was refused, {dest} was not written")
+            # read1: returns what has arrived, so the deadline is checked even against a trickle
+            for block in iter(lambda: resp.read1(1 << 16), b""):
+                if time.monotonic() > deadline:
+                    raise AdcError(f"{url}: the download is slower than {MIN_DOWNLOAD_RATE // 1024} KiB/s and was "
+                                   f"given up; {dest} was not written")
+                got += len(block)
+                if got > max_bytes:
+                    raise AdcError(f"{url}: the server sent more than the {max_bytes:,} bytes of the pinned file; "
+                                   f"the download was discarded, {dest} was not written")
                 h.update(block)
                 out.write(block)
         if h.hexdigest() != sha256:
-            raise AdcError(f"{url}: checksum mismatch (sha256 {h.hexdigest()}, expected {sha256}); "
+            raise AdcError(f"{url}: checksum mismatch (sha256 {h.hexdigest()[:16]}..., expected {sha256[:16]}...); "
                            f"the download was discarded, {dest} was not written")
         os.replace(tmp, dest)
     finally:
@@ -179,10 +295,17 @@ def inside_root(path: str, root: Path) -> Path:
     files (``file:../../etc/passwd``) and so that the same name means the same file on
     every node of a cluster that shares the data root.
     """
-    resolved = (root / path).resolve()
-    if not resolved.is_relative_to(root.resolve()):
+    try:
+        resolved = (root / path).resolve()
+        inside = resolved.is_relative_to(root.resolve())
+    except (RuntimeError, OSError):  # a symlink loop (RuntimeError before Python 3.13)
+        raise AdcError(f"{path}: a symbolic link on the way loops (it points back at itself), "
+                       f"resolved against the data root {root}") from None
+    if not inside:
         raise AdcError(f"{path}: the data path is outside the data root {root}; "
                        f"move the file under the data root or set --data-root / ${DATA_ROOT_ENV}")
     if not resolved.exists():
         raise AdcError(f"{resolved}: no such file or folder (resolved against the data root {root})")
+    if not resolved.is_dir():
+        _present(resolved)  # a pipe or a device named as data: refused here, before any reader opens it
     return resolved

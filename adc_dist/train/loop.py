@@ -32,7 +32,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from adc_dist.balancing import make_balancer
 from adc_dist.config import TrainConfig
 from adc_dist.data import Interactions, TaskData, load_task
-from adc_dist.data.sampling import NegativeSampler, rng_for
+from adc_dist.data.sampling import NegativeSampler, check_negatives, rng_for
 from adc_dist.data.sharding import epoch_shard
 from adc_dist.errors import AdcError
 from adc_dist.train.evaluate import evaluate
@@ -47,6 +47,7 @@ def prepare_task(cfg: TrainConfig) -> TaskData:
         task = task.select(cfg.domains)
     if cfg.subsample_domain is not None:
         task = subsample_train(task, cfg.subsample_domain, cfg.subsample_frac, cfg.seed)
+    check_negatives(task, cfg.negatives)  # before any worker starts: one line, not a mid-epoch crash
     return task
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import yaml
 
 from adc_dist.errors import AdcError
+from adc_dist.inputs import decode_text, load_yaml_text
 from adc_dist.paths import absolute, absolutize_env, default_storage
 from adc_dist.tune.search_space import SearchSpace, load_space, parse_space
 
@@ -162,7 +163,8 @@ def plan_sweep(space: str | os.PathLike | SearchSpace | None = None, tasks: str 
             raise AdcError(f"--resume continues sweep {name!r} as it was started; {', '.join(clash)} differ "
                            f"from it (use --extend to add trials with other settings)")
         overrides = dict(saved["set"])
-        sp = parse_space(yaml.safe_load(results.read_bytes(SPACE_FILE)), where=f"{results.uri}/{SPACE_FILE}",
+        where = f"{results.uri}/{SPACE_FILE}"
+        sp = parse_space(load_yaml_text(decode_text(results.read_bytes(SPACE_FILE), where), where), where=where,
                          overrides=overrides)
         task_list = list(saved["tasks"])
         a = saved["args"]

@@ -41,10 +41,10 @@ from pathlib import Path
 from types import UnionType
 from typing import Any, Mapping, Union, get_args, get_origin, get_type_hints
 
-import yaml
-
+from adc_dist import inputs
 from adc_dist.config import FIELD_NAMES, TrainConfig, coerce, from_mapping, unknown_key_error
 from adc_dist.errors import AdcError
+from adc_dist.inputs import short
 
 LIST_KINDS = ("grid", "choice")
 RANGE_KINDS = {  # kind -> number of arguments
@@ -57,6 +57,12 @@ SECTIONS = ("description", "design", "fixed", "search", "tune")
 SCHEDULERS = ("asha", "fifo")
 TUNE_KEYS = {"num_samples": int, "scheduler": str, "grace_period": int, "reduction_factor": float,
              "max_concurrent": int, "time_budget_s": float}
+# (lowest, highest) of the numeric tune keys; lowest is exclusive for floats (reduction_factor
+# > 1, time_budget_s > 0). The highs are sanity limits, named in the message when hit.
+TUNE_RANGES = {"num_samples": (1, 10_000), "grace_period": (1, 100_000), "reduction_factor": (1.0, 1_000.0),
+               "max_concurrent": (1, 10_000), "time_budget_s": (0.0, 365 * 86_400.0)}
+MAX_GRID_VALUES = 1_000  # values of one grid/choice list
+MAX_TRIALS_PER_TASK = 100_000  # trials one task of a sweep may have (grid product x num_samples)
 
 # Keys the sweep itself sets: a space may not name them.
 RESERVED = {
@@ -200,33 +206,30 @@ def trial_overrides(config: Mapping[str, Any]) -> dict[str, Any]:
 def load_space(path: str | os.PathLike, overrides: Mapping[str, Any] | None = None) -> SearchSpace:
     """Read and validate a space file; ``overrides`` are extra fixed keys (CLI ``--set``)."""
     p = Path(path)
-    if not p.is_file():
+    if not os.path.lexists(p):
         hint = ""
         spaces = sorted(Path("tune_spaces").glob("*.yaml")) if Path("tune_spaces").is_dir() else []
         if spaces:
             hint = "; available: " + ", ".join(str(s) for s in spaces)
         raise AdcError(f"search space {p} does not exist{hint}")
-    try:
-        raw = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise AdcError(f"search space {p} is not valid YAML: {e}") from None
-    return parse_space(raw if raw is not None else {}, where=str(p), overrides=overrides)
+    raw = inputs.load_yaml(p, "search space")  # size, depth and alias limits; one line on bad input
+    return parse_space(raw if raw is not None else {}, where=inputs.show(p), overrides=overrides)
 
 
 def parse_space(raw: Any, where: str = "search space", overrides: Mapping[str, Any] | None = None,
                 override_source: str = "--set") -> SearchSpace:
     if not isinstance(raw, dict):
-        raise AdcError(f"{where} must be a mapping with sections {', '.join(SECTIONS)}")
+        raise AdcError(f"{where} must be a mapping with sections {', '.join(SECTIONS)} (found a {type(raw).__name__})")
     for key in raw:
         if key not in SECTIONS:
             close = difflib.get_close_matches(str(key), SECTIONS, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; sections are {', '.join(SECTIONS)}"
             if key in FIELD_NAMES:
                 hint = f"; put config keys under 'fixed:' or 'search:'"
-            raise AdcError(f"{where}: unknown section {key!r}{hint}")
+            raise AdcError(f"{where}: unknown section {short(key)}{hint}")
     design = raw.get("design", "grid")
     if design not in DESIGNS:
-        raise AdcError(f"{where}: design must be one of {', '.join(DESIGNS)} (got {design!r})")
+        raise AdcError(f"{where}: design must be one of {', '.join(DESIGNS)} (got {short(design)})")
 
     fixed_raw = _mapping(raw.get("fixed"), f"{where}: fixed")
     fixed_raw.update(overrides or {})
@@ -260,12 +263,10 @@ def parse_space(raw: Any, where: str = "search space", overrides: Mapping[str, A
     for key, value in tune_raw.items():
         if key not in TUNE_KEYS:
             raise unknown_key_error(str(key), f"{where}: tune", tuple(TUNE_KEYS))
-        try:
-            tune_cfg[key] = TUNE_KEYS[key](value)
-        except (TypeError, ValueError):
-            raise AdcError(f"{where}: tune.{key} expects {TUNE_KEYS[key].__name__}, got {value!r}") from None
+        tune_cfg[key] = _tune_value(key, value, f"{where}: tune.{key}")
     if tune_cfg.get("scheduler", "asha") not in SCHEDULERS:
-        raise AdcError(f"{where}: tune.scheduler must be one of {', '.join(SCHEDULERS)} (got {tune_cfg['scheduler']!r})")
+        raise AdcError(f"{where}: tune.scheduler must be one of {', '.join(SCHEDULERS)} "
+                       f"(got {short(tune_cfg['scheduler'])})")
 
     space = SearchSpace(where, str(raw.get("description", "") or "").strip(), design, fixed, search, tune_cfg)
     if design == "one_at_a_time":
@@ -273,7 +274,30 @@ def parse_space(raw: Any, where: str = "search space", overrides: Mapping[str, A
         if bad:
             raise AdcError(f"{where}: design one_at_a_time needs grid or choice lists; {bad[0]!r} is {search[bad[0]].kind}")
     _validate_against_config(space, where)
+    trials = space.trials_per_task(tune_cfg.get("num_samples", 1))
+    if trials > MAX_TRIALS_PER_TASK:
+        raise AdcError(f"{where}: {trials:,} trials per task (grid product x num_samples); the limit is "
+                       f"{MAX_TRIALS_PER_TASK:,}: search fewer values, or draw them at random with --num-samples")
     return space
+
+
+def _tune_value(key: str, value: Any, where: str) -> Any:
+    """One value of the ``tune:`` section, typed and within :data:`TUNE_RANGES`."""
+    typ = TUNE_KEYS[key]
+    if typ is str:
+        if not isinstance(value, str):
+            raise AdcError(f"{where} expects a name, got {short(value)}")
+        return value
+    try:
+        x = _number(value, typ is int)
+    except (TypeError, ValueError, OverflowError):
+        raise AdcError(f"{where} expects {typ.__name__}, got {short(value)}") from None
+    low, high = TUNE_RANGES[key]
+    if not math.isfinite(x) or x < low or (typ is float and x == low):
+        raise AdcError(f"{where} must be {'>=' if typ is int else '>'} {low:g} and finite (got {short(value)})")
+    if x > high:
+        raise AdcError(f"{where}={x:,} is above the limit of {high:,g}")
+    return x
 
 
 def _mapping(value: Any, where: str) -> dict[str, Any]:
@@ -296,46 +320,54 @@ def _parse_dist(key: str, spec: Any, where: str) -> Dist:
         spec = {"grid": spec}
     if not isinstance(spec, dict) or len(spec) != 1:
         raise AdcError(f"{where}: expected one distribution such as {{grid: [...]}} or {{uniform: [low, high]}}; "
-                       f"kinds are {', '.join(KINDS)} (got {spec!r})")
+                       f"kinds are {', '.join(KINDS)} (got {short(spec)})")
     ((kind, args),) = spec.items()
     if kind not in KINDS:
         close = difflib.get_close_matches(str(kind), KINDS, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else f"; kinds are {', '.join(KINDS)}"
-        raise AdcError(f"{where}: unknown distribution {kind!r}{hint}")
+        raise AdcError(f"{where}: unknown distribution {short(kind)}{hint}")
     if not isinstance(args, list):
-        raise AdcError(f"{where}: {kind} takes a list (got {args!r})")
+        raise AdcError(f"{where}: {kind} takes a list (got {short(args)})")
 
     if kind in LIST_KINDS:
         if not args:
             raise AdcError(f"{where}: {kind} needs at least one value")
+        if len(args) > MAX_GRID_VALUES:
+            raise AdcError(f"{where}: {kind} lists {len(args):,} values; the limit is {MAX_GRID_VALUES:,}")
         values = [coerce(key, v) for v in args]
         seen = []
         for v in values:
             if v in seen:
-                raise AdcError(f"{where}: {kind} lists {v!r} twice")
+                raise AdcError(f"{where}: {kind} lists {short(v)} twice")
             seen.append(v)
         return Dist(kind, tuple(values))
 
     n = RANGE_KINDS[kind]
     if len(args) != n:
         form = "[low, high, q]" if n == 3 else "[low, high]"
-        raise AdcError(f"{where}: {kind} takes {form} (got {args!r})")
+        raise AdcError(f"{where}: {kind} takes {form} (got {short(args)})")
     integer = kind in ("randint", "lograndint", "qrandint")
     try:
         nums = [_number(a, integer) for a in args]
-    except ValueError:
-        raise AdcError(f"{where}: {kind} needs {'integers' if integer else 'numbers'} (got {args!r})") from None
+    except (TypeError, ValueError, OverflowError):
+        raise AdcError(f"{where}: {kind} needs {'integers' if integer else 'numbers'} (got {short(args)})") from None
     low, high = nums[0], nums[1]
-    if not (math.isfinite(low) and math.isfinite(high)):
-        raise AdcError(f"{where}: {kind} bounds must be finite (got {args!r})")
+    if not all(math.isfinite(x) for x in nums):
+        raise AdcError(f"{where}: {kind} arguments must be finite (got {short(args)})")
     if kind in ("randint", "lograndint") and not high > low:
-        raise AdcError(f"{where}: {kind} [low, high) is empty: need high > low (got {args!r})")
-    if not high >= low or (kind in ("uniform", "loguniform") and high == low):
-        raise AdcError(f"{where}: {kind} range is empty or inverted: need low < high (got {args!r})")
+        raise AdcError(f"{where}: {kind} [low, high) is empty: need high > low (got {short(args)})")
+    # A zero-width range (quniform [1, 1, 0.5]) samples one value: that is a fixed key, and as a
+    # range it is almost always a typo, so it is refused like an empty one.
+    if not high > low:
+        raise AdcError(f"{where}: {kind} range is empty or inverted: need low < high "
+                       f"(got {short(args)}{'; for a single value use fixed:' if high == low else ''})")
     if kind.startswith(("log", "qlog")) and low <= 0:
-        raise AdcError(f"{where}: {kind} needs low > 0 (got {args!r})")
+        raise AdcError(f"{where}: {kind} needs low > 0 (got {short(args)})")
     if n == 3 and not nums[2] > 0:
-        raise AdcError(f"{where}: {kind} needs q > 0 (got {args!r})")
+        raise AdcError(f"{where}: {kind} needs q > 0 (got {short(args)})")
+    if n == 3 and nums[2] > high - low:
+        raise AdcError(f"{where}: {kind} step q={nums[2]:g} is wider than the range [{low:g}, {high:g}]: "
+                       f"it would sample at most two values (got {short(args)}); use grid or choice for those")
     # The key must accept what the distribution samples.
     typ = _field_type(key)
     if typ not in (int, float):
@@ -353,7 +385,7 @@ def _field_type(key: str) -> Any:
 
 
 def _number(value: Any, integer: bool) -> float | int:
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ValueError(value)
     x = float(value)  # accepts YAML's "1e-3" strings
     if integer:
@@ -375,7 +407,7 @@ def _validate_against_config(space: SearchSpace, where: str) -> None:
             try:
                 from_mapping({**base_d, key: v})
             except AdcError as e:
-                raise AdcError(f"{where}: search.{key} = {v!r} is impossible: {_strip(e)}") from None
+                raise AdcError(f"{where}: search.{key} = {short(v)} is impossible: {_strip(e)}") from None
     if space.design == "one_at_a_time":
         combos = [[(k, v) for k, v in p.items()] for p in space.points()]
     else:
@@ -388,7 +420,7 @@ def _validate_against_config(space: SearchSpace, where: str) -> None:
         try:
             from_mapping({**base_d, **dict(combo)})
         except AdcError as e:
-            shown = ", ".join(f"{k}={v!r}" for k, v in combo)
+            shown = ", ".join(f"{k}={short(v, 40)}" for k, v in combo)
             raise AdcError(f"{where}: the combination {shown} is impossible: {_strip(e)}") from None
 
 

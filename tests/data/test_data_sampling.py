@@ -10,6 +10,7 @@ import pytest
 
 from adc_dist.data.sampling import NegativeSampler, rng_for
 from adc_dist.data.task_data import Interactions, TaskData
+from adc_dist.errors import AdcError
 
 
 def tiny_task() -> TaskData:
@@ -53,7 +54,7 @@ def test_a_user_with_every_item_has_no_negative():
     train = Interactions(np.zeros(3, np.int64), np.arange(3))
     empty = Interactions(np.zeros(0, np.int64), np.zeros(0, np.int64))
     task = TaskData("full", ("a", "b"), 1, (3, 3), (train, train), (empty, empty), (empty, empty))
-    with pytest.raises(ValueError, match="every item"):
+    with pytest.raises(AdcError, match="every item"):
         NegativeSampler(task, 0).sample(np.zeros(2, np.int64), 1, np.random.default_rng(0))
 
 

@@ -19,7 +19,7 @@ from adc_dist.errors import AdcError
 
 
 def _header(path: Path) -> list[str]:
-    with open(path, encoding="utf-8", errors="replace") as f:
+    with open(path, encoding="utf-8-sig", errors="replace") as f:  # -sig: a byte-order mark is dropped
         line = f.readline().rstrip("\r\n")
     return [field.split(":", 1)[0].strip() for field in line.split("\t")]
 
