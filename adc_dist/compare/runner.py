@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 import re
 import time
 from dataclasses import dataclass, field
@@ -20,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from adc_dist.compare import methods as cm
+from adc_dist.compare import unit_cache
 from adc_dist.errors import AdcError
-from adc_dist.train.run_dir import write_bytes
 
 METRIC_COLUMNS = [f"{m}@{n}" for m in ("recall", "ndcg") for n in cm.KS]
 # ADC settings fixed in every run of the comparison (a 2-core CPU budget; --set overrides).
@@ -88,21 +87,21 @@ class Comparison:
             print(f"[{e // 3600}:{e // 60 % 60:02d}:{e % 60:02d}] {line}", flush=True)
 
     def _unit(self, key: dict[str, Any]) -> Path:
-        return self.s.work / "units" / f"{_digest(key)[:20]}.pkl"
+        return self.s.work / "units" / _digest(key)[:20]
 
     def _load(self, path: Path) -> Any:
         self.reused += 1
-        return pickle.loads(path.read_bytes())
+        return unit_cache.load(path)  # JSON and Parquet: a cache file cannot run code
 
     def _store(self, path: Path, value: Any) -> Any:
         self.computed += 1
-        write_bytes(str(path), pickle.dumps(value))  # atomic: an interrupted run leaves no half unit
+        unit_cache.store(path, value)  # atomic: an interrupted run leaves no half unit
         return value
 
     def memo(self, key: dict[str, Any], compute: Callable[[], Any]) -> Any:
         """``compute()`` once per key; the value is kept under <work>/units (resumable runs)."""
         path = self._unit(key)
-        return self._load(path) if path.is_file() else self._store(path, compute())
+        return self._load(path) if unit_cache.is_cached(path) else self._store(path, compute())
 
     def start_ray(self) -> None:
         import ray
@@ -129,7 +128,7 @@ class Comparison:
         remote = ray.remote(num_cpus=1, max_retries=0)(_call)
         for i, (key, fn, kwargs) in enumerate(jobs):
             path = self._unit(key)
-            if path.is_file():
+            if unit_cache.is_cached(path):
                 values[i] = self._load(path)
             else:
                 self.start_ray()

@@ -27,6 +27,7 @@ import logging
 import os
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -103,12 +104,16 @@ def resolve(cfg: TrainConfig, *, local: bool = False) -> TrainConfig:
     """Name, absolute paths and worker count, all before Ray starts (workers run elsewhere)."""
     import torch
 
+    from adc_dist.train import run_dir as rd
+
     absolutize_env()
     changes: dict[str, Any] = {}
     if cfg.resume and cfg.name is None:
         raise AdcError("--resume needs the --name of the run to continue")
     if cfg.name is None:
-        changes["name"] = f"{cfg.task}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+        changes["name"] = f"{rd.slug(cfg.task)}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    else:
+        rd.check_name(cfg.name)
     data_root = absolute(cfg.data_root or os.environ.get("ADC_DATA_ROOT"))
     if data_root != cfg.data_root:
         changes["data_root"] = data_root
@@ -146,21 +151,6 @@ def check_resources(cfg: TrainConfig, *, local: bool) -> None:
         raise AdcError(f"--num_workers {cfg.num_workers} x --cpus_per_worker {cfg.cpus_per_worker} needs "
                        f"{cfg.num_workers * cfg.cpus_per_worker:g} CPUs; this machine has {cpus}. Use fewer "
                        f"workers or a fractional --cpus_per_worker (e.g. {cpus / cfg.num_workers:g})")
-
-
-def prepare_run_dir(cfg: TrainConfig) -> str:
-    from adc_dist.train import run_dir as rd
-
-    run_dir = rd.run_dir_of(cfg)
-    there = rd.exists(run_dir)
-    if there and not cfg.resume:
-        raise AdcError(f"run directory {run_dir} already exists: pass --resume to continue it, "
-                       f"or choose another --name")
-    if cfg.resume and not there:
-        raise AdcError(f"--resume: there is no run directory {run_dir} to continue "
-                       f"(check --name and --storage_path)")
-    rd.write_config(f"{run_dir}/config.yaml", cfg)
-    return run_dir
 
 
 # --- the Ray Train edge -----------------------------------------------------------------------
@@ -257,15 +247,17 @@ def _connect_ray(cfg: TrainConfig, *, verbose: bool) -> TrainConfig:
 
 def _fit_with_ray(cfg: TrainConfig, *, quiet: bool, per_user: bool) -> dict[str, Any]:
     """Fit under Ray Train; a worker's AdcError comes back as that AdcError (one line)."""
+    from adc_dist.train import run_dir as rd
     from adc_dist.train.ray_output import LinePrinter
+    from adc_dist.train.run_guard import ray_storage_error
 
     with LinePrinter(enabled=not quiet) as printer:
         try:
             result = build_trainer(cfg, quiet=quiet, per_user=per_user, lines=printer.queue).fit()
         except Exception as e:  # noqa: BLE001 - Train V2 raises what its workers raised, wrapped
-            raise_user_error(e)
+            raise_user_error(ray_storage_error(e, rd.run_dir_of(cfg)) or e)
     if result.error is not None:
-        raise_user_error(result.error)
+        raise_user_error(ray_storage_error(result.error, rd.run_dir_of(cfg)) or result.error)
     return result.return_value
 
 
@@ -295,11 +287,10 @@ def _fit_local(cfg: TrainConfig, run_dir: str, *, quiet: bool, per_user: bool) -
 def run(cfg: TrainConfig, *, local: bool = False, quiet: bool = False, per_user: bool = False,
         verbose: bool = False) -> RunSummary:
     """Validate, prepare the data, train, and write the run directory. See the module doc."""
-    import pandas as pd
-    import torch
-
     from adc_dist.train import run_dir as rd
     from adc_dist.train.loop import prepare_task
+    from adc_dist.train.memory import check_fits, local_workers
+    from adc_dist.train.run_guard import open_run
 
     cfg = resolve(cfg, local=local)
     check_resources(cfg, local=local)
@@ -307,11 +298,25 @@ def run(cfg: TrainConfig, *, local: bool = False, quiet: bool = False, per_user:
     # Load (and cache) the split once here: bad data stops before any worker starts, and the
     # workers on this machine find the cache ready.
     task = prepare_task(cfg)
+    check_fits(cfg, task.n_users, task.n_items, workers_here=local_workers(cfg, local))
+    # Locked and checked before Ray starts; removed again if the run fails before a checkpoint.
+    with (open_run(cfg) if rank0 else nullcontext(rd.run_dir_of(cfg))) as run_dir:
+        return _train(cfg, task, run_dir, local=local, quiet=quiet, per_user=per_user, verbose=verbose)
+
+
+def _train(cfg: TrainConfig, task: Any, run_dir: str, *, local: bool, quiet: bool, per_user: bool,
+           verbose: bool = False) -> RunSummary:
+    """In the locked run directory: start or join Ray (unless local), train, write the results."""
+    import pandas as pd
+    import torch
+
+    from adc_dist.train import run_dir as rd
+
+    rank0 = int(os.environ.get("RANK", "0")) == 0
     if not local:
         cfg = _connect_ray(cfg, verbose=verbose)
-    run_dir = rd.run_dir_of(cfg)
     if rank0:
-        prepare_run_dir(cfg)
+        rd.write_config(f"{run_dir}/config.yaml", cfg)
         if not quiet:
             print(f"adc_dist: task {task.name} ({', '.join(task.domains)}), {task.n_users:,} users; "
                   f"{cfg.num_workers} worker(s) on {'GPU' if cfg.use_gpu else 'CPU'}"

@@ -36,6 +36,7 @@ from adc_dist.data.sampling import NegativeSampler, check_negatives, rng_for
 from adc_dist.data.sharding import epoch_shard
 from adc_dist.errors import AdcError
 from adc_dist.train.evaluate import evaluate
+from adc_dist.train.memory import check_fits
 from adc_dist.model.network import ADC, domain_losses
 from adc_dist.train.reporting import Reporter
 
@@ -175,6 +176,9 @@ def fit(cfg: TrainConfig, reporter: Reporter, *, per_user: bool = False, task: T
     task = task if task is not None else prepare_task(cfg)
     K = task.num_domains
 
+    # Refuse a model the device cannot hold before allocating it (a worker on a cluster
+    # checks its own device; the driver checked this machine already).
+    check_fits(cfg, task.n_users, task.n_items, device=device)
     torch.manual_seed(cfg.seed)  # the same initial parameters on every rank (DDP checks)
     model = ADC.from_config(cfg, task.n_users, task.n_items).to(device)
     net = model

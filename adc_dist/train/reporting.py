@@ -18,7 +18,9 @@ from typing import Any, Protocol
 import torch
 import torch.distributed as dist
 
-CHECKPOINT_FILE = "state.pt"
+from adc_dist.train import checkpoint as ckpt_io
+from adc_dist.train.checkpoint import CHECKPOINT_FILE
+from adc_dist.train.run_dir import storage_error, write_local
 
 
 def _rank_world() -> tuple[int, int]:
@@ -28,21 +30,30 @@ def _rank_world() -> tuple[int, int]:
 
 
 def _save_atomic(state: dict[str, Any], path: Path) -> None:
-    # Write beside the target and rename: a crash mid-write never leaves a torn checkpoint.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pt")
+    # Written beside the target and renamed: a crash mid-write never leaves a torn checkpoint.
+    _storage_errors(lambda: write_local(path, lambda f: ckpt_io.save(state, f)), path)
+
+
+def save_checkpoint_file(state: dict[str, Any], directory: Path) -> None:
+    """The checkpoint file in a temporary directory that Ray then persists."""
+    _storage_errors(lambda: ckpt_io.save(state, directory / CHECKPOINT_FILE), directory / CHECKPOINT_FILE)
+
+
+def _storage_errors(write, path: Path) -> None:
+    """Run ``write()``; a full disk or unwritable path becomes one AdcError line naming ``path``.
+
+    torch.save turns an OSError inside its zip writer into a RuntimeError ("unexpected
+    pos"), with the OSError as its context: the chain is searched for it.
+    """
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _load(path: Path) -> dict[str, Any]:
-    # weights_only=False: the state holds RNG states and plain Python history rows we wrote.
-    return torch.load(path, map_location="cpu", weights_only=False)
+        write()
+    except (OSError, RuntimeError) as e:
+        cause: BaseException | None = e
+        while cause is not None and not isinstance(cause, OSError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        raise storage_error(str(path), cause, what="write the checkpoint") from None
 
 
 class Reporter(Protocol):
@@ -87,7 +98,7 @@ class LocalReporter:
         path = self.checkpoint_path
         if path is None or not path.is_file():
             return None
-        return _load(path)
+        return ckpt_io.load(path)
 
     def log(self, line: str) -> None:
         if self.rank == 0 and not self.quiet:
@@ -117,7 +128,7 @@ class RayTrainReporter:
         # checkpoint, since the state is identical on all ranks.
         if checkpoint is not None and self.rank == 0:
             with tempfile.TemporaryDirectory() as tmp:
-                torch.save(checkpoint, Path(tmp) / CHECKPOINT_FILE)
+                save_checkpoint_file(checkpoint, Path(tmp))
                 self._train.report(metrics, checkpoint=self._train.Checkpoint.from_directory(tmp))
         else:
             self._train.report(metrics)
@@ -127,7 +138,7 @@ class RayTrainReporter:
         if ckpt is None:
             return None
         with ckpt.as_directory() as d:
-            return _load(Path(d) / CHECKPOINT_FILE)
+            return ckpt_io.load(Path(d) / CHECKPOINT_FILE)
 
     def log(self, line: str) -> None:
         if self.rank == 0 and not self.quiet:

@@ -29,7 +29,6 @@ import argparse
 import datetime as _dt
 import json
 import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -40,7 +39,7 @@ import yaml
 from adc_dist.argparser import Parser
 from adc_dist.errors import AdcError, find_adc_error
 from adc_dist.paths import FORWARDED_ENV, absolute, absolutize_env
-from adc_dist.tune.plan import SPACE_FILE, SWEEP_FILE, SweepPlan, parse_set, plan_sweep, raw_of
+from adc_dist.tune.plan import SPACE_FILE, SWEEP_FILE, SweepPlan, locked, parse_set, plan_sweep, raw_of
 from adc_dist.tune.search_space import SearchSpace
 
 # ---------------------------------------------------------------------------- running
@@ -74,10 +73,11 @@ def run_planned(plan: SweepPlan, options: dict[str, Any], *, quiet: bool = False
     ``raise_input_errors`` (the command line), a trial that failed on bad input (an AdcError)
     then ends the command as that one ``error: ...`` line, as ``train --local`` would.
     """
-    _write_sweep_file(plan, options)
-    return _fit(plan, quiet=quiet, ray_init=ray_init or {}, flush_every_s=flush_every_s,
-                status_every_s=status_every_s, controller_failure_limit=controller_failure_limit, verbose=verbose,
-                bar=not quiet if bar is None else bar, raise_input_errors=raise_input_errors)
+    with locked(plan):  # one driver per sweep directory, taken before anything is written
+        _write_sweep_file(plan, options)
+        return _fit(plan, quiet=quiet, ray_init=ray_init or {}, flush_every_s=flush_every_s,
+                    status_every_s=status_every_s, controller_failure_limit=controller_failure_limit,
+                    verbose=verbose, bar=not quiet if bar is None else bar, raise_input_errors=raise_input_errors)
 
 
 def _write_sweep_file(plan: SweepPlan, options: dict[str, Any]) -> None:
@@ -113,6 +113,7 @@ def _fit(plan: SweepPlan, *, quiet: bool, ray_init: dict[str, Any], flush_every_
 
     from adc_dist.tune.trial import TrialSettings, run_trial
     from adc_dist.tune.hooks import PerTaskScheduler, SweepCallback, finished_trials, make_asha
+    from adc_dist.train.run_dir import slug
     from adc_dist.train.ray_output import init_kwargs, start_ray
     from adc_dist.tune.progress import TrialBar
 
@@ -167,7 +168,7 @@ def _fit(plan: SweepPlan, *, quiet: bool, ray_init: dict[str, Any], flush_every_
                 # One worker per trial: keep the trial processes (torch imported, data cached).
                 reuse_actors=plan.num_workers == 1,
                 # A file:<path> task holds '/' and ':', which Tune refuses in a directory name.
-                trial_dirname_creator=lambda trial: f"{_slug(trial.config['task'])}_{trial.trial_id}"),
+                trial_dirname_creator=lambda trial: f"{slug(trial.config['task'])}_{trial.trial_id}"),
             run_config=tune.RunConfig(
                 name=plan.experiment, storage_path=tune_root.root, storage_filesystem=tune_root.fs,
                 callbacks=[callback, TrialBar(plan.trials, enabled=bar)], verbose=0,
@@ -190,10 +191,6 @@ def _fit(plan: SweepPlan, *, quiet: bool, ray_init: dict[str, Any], flush_every_
     if raise_input_errors:
         _raise_trial_input_error(grid, plan.results.uri)
     return done
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
 
 
 def _raise_trial_input_error(grid: Any, results_uri: str) -> None:

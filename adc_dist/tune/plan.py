@@ -9,10 +9,10 @@ import datetime as _dt
 import json
 import math
 import os
-import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import yaml
 
@@ -107,8 +107,6 @@ def plan_sweep(space: str | os.PathLike | SearchSpace | None = None, tasks: str 
         raise AdcError("--resume continues the last run of a sweep, --extend adds a new one: choose one")
     if (resume or extend) and not name:
         raise AdcError(f"--{'resume' if resume else 'extend'} needs the --name of the sweep")
-    if name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
-        raise AdcError(f"--name {name!r}: use letters, digits, '.', '_' and '-' only")
     for flag, v, lo in (("--num-samples", num_samples, 1), ("--max-concurrent", max_concurrent, 1),
                         ("--grace-period", grace_period, 1), ("--num-workers", num_workers, 1)):
         if v is not None and v < lo:
@@ -128,15 +126,18 @@ def plan_sweep(space: str | os.PathLike | SearchSpace | None = None, tasks: str 
                  else load_space(space, overrides=set_values))
 
     from adc_dist.data import resolve_tasks
+    from adc_dist.train.run_dir import check_name, slug
     from adc_dist.tune.results import open_storage
 
+    if name is not None:
+        check_name(name)
     root = open_storage(storage)
     saved: dict[str, Any] = {}
     if name is None:
         if space is None:
             raise AdcError("give --space FILE (a search space, see tune_spaces/)")
         stem = space.name if isinstance(space, SearchSpace) else Path(space).stem
-        name = f"{stem}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+        name = f"{slug(stem)}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
     results = root.child(name)
     try:
         exists = results.exists(SWEEP_FILE)
@@ -230,6 +231,32 @@ def plan_sweep(space: str | os.PathLike | SearchSpace | None = None, tasks: str 
                      time_budget_s=time_budget_s, seed=seed, resources=resources, num_workers=nw,
                      checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints,
                      retry_errored=retry_errored)
+
+
+@contextmanager
+def locked(plan: SweepPlan) -> Iterator[SweepPlan]:
+    """Hold the sweep's lock (``<storage>/.<name>.lock``) while a driver writes into it.
+
+    Taken before anything is written; what ``plan_sweep`` saw is checked again under the
+    lock, since another driver may have started the same sweep since it was planned.
+    """
+    from adc_dist.train.locks import DirLock
+
+    parent = plan.results.root.rstrip("/").rsplit("/", 1)[0]
+    with DirLock(parent, plan.name, what="sweep", fs=plan.results.fs):
+        saved = json.loads(plan.results.read_bytes(SWEEP_FILE)) if plan.results.exists(SWEEP_FILE) else {}
+        if not plan.resume and plan.experiment in saved.get("experiments", []):
+            raise AdcError(f"sweep {plan.name!r} was started by another driver meanwhile: --resume continues "
+                           f"it, or choose another --name")
+        if plan.resume:
+            from ray.tune import Tuner  # reads the storage only; Ray is not started
+
+            exp = plan.results.child("tune")
+            if not Tuner.can_restore(exp.path(plan.experiment), storage_filesystem=exp.fs):
+                raise AdcError(f"--resume: sweep {plan.name} has no Tune experiment state at {exp.uri}/"
+                               f"{plan.experiment} (its driver stopped before the first trial started); "
+                               f"start it again with another --name")
+        yield plan
 
 
 def _same(flag: str, value: Any, saved: dict[str, Any]) -> bool:

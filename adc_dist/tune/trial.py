@@ -24,7 +24,8 @@ from typing import Any
 
 import torch
 
-from adc_dist.train.reporting import CHECKPOINT_FILE
+from adc_dist.train import checkpoint as ckpt_io
+from adc_dist.train.reporting import CHECKPOINT_FILE, save_checkpoint_file
 from adc_dist.tune.search_space import config_from_trial
 
 FINAL = "final"  # key of the last result of a trial (test metrics)
@@ -60,7 +61,7 @@ class TuneReporter:
         self._n += 1
         if checkpoint is not None and self.checkpoint_every and self._n % self.checkpoint_every == 0:
             with tempfile.TemporaryDirectory() as tmp:
-                torch.save(checkpoint, Path(tmp) / CHECKPOINT_FILE)
+                save_checkpoint_file(checkpoint, Path(tmp))
                 self._tune.report(dict(metrics), checkpoint=self._tune.Checkpoint.from_directory(tmp))
         else:
             self._tune.report(dict(metrics))
@@ -70,7 +71,7 @@ class TuneReporter:
         if ckpt is None:
             return None
         with ckpt.as_directory() as d:
-            return torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu", weights_only=False)
+            return ckpt_io.load(Path(d) / CHECKPOINT_FILE)
 
     def log(self, line: str) -> None:
         pass  # the driver prints progress; per-epoch lines of many trials would drown it
@@ -97,7 +98,11 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
         from ray.tune.integration.ray_train import TuneReportCallback
 
         from adc_dist.train.launch import build_trainer
+        from adc_dist.train.run_guard import remove_torn_checkpoints
+        from adc_dist.tune.results import open_storage
 
+        run = open_storage(settings.train_storage).child(trial_id)
+        remove_torn_checkpoints(run.fs, run.root)  # a resumed trial: what a killed worker left half-written
         trainer = build_trainer(cfg, callbacks=[TuneReportCallback()], quiet=True,
                                 controller_failure_limit=settings.controller_failure_limit)
         result = trainer.fit()

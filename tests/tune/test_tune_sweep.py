@@ -116,7 +116,15 @@ def _rows(results: Path) -> int:
         return 0
 
 
+def _refused(proc: subprocess.CompletedProcess) -> str:
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and len(lines[0]) <= 300, proc.stderr[-2000:]
+    return lines[0]
+
+
 def test_a_killed_driver_resumes_and_every_trial_appears_once(ray_local, tmp_path, data_root):
+    """Two drivers started at once with one --name: one runs, one is refused. A --resume of the
+    live sweep is refused. The runner is killed, resumed, and ends as uninterrupted trials do."""
     space = write_space(tmp_path / "sweep.yaml", f"""
         fixed: {{{", ".join(f"{k}: {v}" for k, v in TINY.items())}}}
         search:
@@ -127,35 +135,62 @@ def test_a_killed_driver_resumes_and_every_trial_appears_once(ray_local, tmp_pat
            "--storage", str(tmp_path / "sweeps"), "--name", "killed", "--max-concurrent", "1"]
     env = {**os.environ, "RAY_ADDRESS": ""}
     env.pop("RAY_ADDRESS")
-    log = open(tmp_path / "driver.log", "w")
-    # Its own session: killing the process group takes the driver's Ray with it.
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+    logs = [open(tmp_path / f"driver{i}.log", "w+") for i in (0, 1)]
+    # Their own sessions: killing a process group takes that driver's Ray with it.
+    procs = [subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+             for log in logs]
     try:
         deadline = time.time() + 600
-        while _rows(results) < 1 and proc.poll() is None and time.time() < deadline:
+        while _rows(results) < 1 and all(p.poll() is None or p.returncode == 2 for p in procs) \
+                and time.time() < deadline:
             time.sleep(0.5)
-        assert proc.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
+        codes = [p.poll() for p in procs]
+        assert sorted(codes, key=str) == [2, None], [log.name for log in logs]
+        loser, proc = (procs[0], procs[1]) if codes[0] == 2 else (procs[1], procs[0])
+        os.killpg(proc.pid, signal.SIGSTOP)  # the sweep (driver and its Ray) paused, alive: checked below
         before = pd.read_parquet(results / R.TRIALS_FILE)
+        # (the plan may be printed first: the lock is taken when the sweep starts writing)
+        said = Path(logs[procs.index(loser)].name).read_text()
+        refused = said.strip().splitlines()[-1]
+        assert "Traceback" not in said and refused.startswith("error: sweep 'killed'") and len(refused) <= 300, said
+        assert "in use by PID" in refused or "already exists" in refused or "another driver meanwhile" in refused
+        live = _refused(subprocess.run([*cmd[:3], "--name", "killed", "--storage", str(tmp_path / "sweeps"),
+                                        "--resume"], capture_output=True, text=True, env=env, timeout=300))
+        assert f"sweep 'killed' is in use by PID {proc.pid}" in live
+        assert proc.poll() is None
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(30)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
     assert 1 <= len(before) < 3
-    printed = (tmp_path / "driver.log").read_text()
+    printed = Path(logs[procs.index(proc)].name).read_text()
     assert "trials: 3 per task x 1 = 3" in printed  # the plan, then one line per finished trial
     assert f"1/3 ok      amazon-dvd-video {before['trial_id'].iloc[0]} gamma=" in printed
+    assert (tmp_path / "sweeps" / ".killed.lock").exists()  # SIGKILL: stale, taken over below
 
     run_sweep(name="killed", storage=str(tmp_path / "sweeps"), resume=True, ray_init=RAY_INIT,
               controller_failure_limit=0, quiet=True)
     t = pd.read_parquet(results / R.TRIALS_FILE)
     assert len(t) == 3 and t["trial_id"].is_unique and sorted(t["gamma"]) == [0.0, 1.5, 3.0]
     assert (t["status"] == "ok").all()
+    assert not (tmp_path / "sweeps" / ".killed.lock").exists()
     # what had finished before the kill was not run again
     kept = t.set_index("trial_id").loc[before["trial_id"], "started_at"]
     assert (kept.to_numpy() == before["started_at"].to_numpy()).all()
     h = pd.read_parquet(results / R.HISTORY_FILE)
     assert len(h) == 3 and not h.duplicated(["trial_id", "epoch"]).any()
+    # Every trial ends exactly where an uninterrupted in-process run of its config ends.
+    from adc_dist.config import TrainConfig
+    from adc_dist.train.loop import fit
+    from adc_dist.train.reporting import LocalReporter
+
+    for _, row in t.iterrows():
+        cfg = TrainConfig(task="amazon-dvd-video", gamma=float(row["gamma"]), num_workers=1,
+                          data_root=os.environ["ADC_DATA_ROOT"], **TINY)
+        final = fit(cfg, LocalReporter(None, quiet=True))["final"]
+        assert dict(row["metrics"])["test_ndcg10_mean"] == final["test_ndcg10_mean"], row["gamma"]
 
 
 def test_a_trial_of_two_ray_train_workers(ray_local, tmp_path, data_root):

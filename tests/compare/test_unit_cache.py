@@ -1,0 +1,71 @@
+"""The comparison's unit cache: JSON and Parquet only, so a cache file from shared storage cannot run code."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from adc_dist.compare import methods as cm
+from adc_dist.compare import unit_cache
+from adc_dist.compare.runner import Comparison, Settings
+from adc_dist.errors import AdcError
+from malicious import code_running_pickle
+
+
+@pytest.fixture(scope="module")
+def final_run(data_root) -> cm.FinalRun:
+    """A real unit value: the popularity baseline tested on a real task, with a small history."""
+    fr = cm.baseline_final("popularity", "amazon-dvd-video", {}, seed=0)
+    hist = pd.DataFrame({"epoch": [1, 2], "loss_dvd": [0.69, 0.6], "weight_dvd": [1.0, 1.1],
+                         "loss_video": [0.7, 0.65], "weight_video": [1.0, 0.9]})
+    return cm.FinalRun(fr.per_user, cm.long_history(hist), 2.0, fr.seconds)
+
+
+def test_every_kind_of_unit_reads_back_equal(tmp_path, final_run):
+    sweep = pd.DataFrame({"lr": [0.01, 0.003], "domains": [None, ["dvd"]], "valid_score": [0.02, 0.03],
+                          "best_epoch": [3, 2], "wall_time_s": [1.5, 2.5]})
+    for i, value in enumerate([0.0213, sweep, final_run, cm.FinalRun(final_run.per_user, pd.DataFrame(), None, 1.0)]):
+        unit_cache.store(tmp_path / str(i), value)
+        back = unit_cache.load(tmp_path / str(i))
+        if isinstance(value, float):
+            assert back == value
+        elif isinstance(value, pd.DataFrame):
+            assert back["domains"].isna().tolist() == [True, False] and list(back["domains"][1]) == ["dvd"]
+            pd.testing.assert_frame_equal(back.drop(columns="domains"), value.drop(columns="domains"))
+        else:
+            pd.testing.assert_frame_equal(back.per_user, value.per_user)
+            assert len(back.history) == len(value.history)
+            if len(value.history):
+                pd.testing.assert_frame_equal(back.history, value.history)
+            assert (back.best_epoch, back.seconds) == (value.best_epoch, value.seconds)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_a_pickle_planted_in_the_cache_runs_nothing(tmp_path, final_run):
+    """Every file of a unit replaced by a code-running pickle: one error line, no canary."""
+    canary = tmp_path / "CANARY"
+    bomb = code_running_pickle(canary)
+    unit_cache.store(tmp_path / "u", final_run)
+    for f in (tmp_path / "u").iterdir():
+        f.write_bytes(bomb)
+    with pytest.raises(AdcError, match="is damaged") as err:
+        unit_cache.load(tmp_path / "u")
+    assert "\n" not in str(err.value) and len(str(err.value)) <= 300
+    assert not canary.exists()
+
+
+def test_the_comparison_computes_a_unit_once_and_then_reads_it(tmp_path):
+    s = Settings(tasks=["amazon-dvd-video"], methods=["popularity"], seeds=[0], budget=1, out=tmp_path,
+                 work=tmp_path / "work", adc={}, mf={}, quiet=True)
+    calls = []
+
+    def compute() -> float:
+        calls.append(1)
+        return 0.5
+
+    first, second = Comparison(s), Comparison(s)
+    assert first.memo({"k": 1}, compute) == 0.5 and second.memo({"k": 1}, compute) == 0.5
+    assert calls == [1] and (first.computed, second.reused) == (1, 1)
+    # An old pickle cache beside it is never read.
+    (tmp_path / "work" / "units" / "0123456789abcdef0123.pkl").write_bytes(code_running_pickle(tmp_path / "C"))
+    assert Comparison(s).memo({"k": 1}, compute) == 0.5 and not (tmp_path / "C").exists()
