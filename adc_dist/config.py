@@ -69,6 +69,7 @@ class TrainConfig:
     topk: list[int] = field(default_factory=lambda: [5, 10, 20, 50])
     early_stop_metric: str = "ndcg@10"  # mean over domains of this validation metric
     patience: int = 5  # epochs without improvement before stopping; 0 = never stop early
+    eval_users: int = 0  # 0: evaluate every user (exact); N: a fixed seeded sample of N users per domain
     # --- distribution and run ----------------------------------------------------
     num_workers: int = 0  # 0: as many as the machine sensibly holds
     use_gpu: bool = False
@@ -126,6 +127,7 @@ class TrainConfig:
              f"early_stop_metric must be recall@N or ndcg@N with N in topk={short(self.topk)} "
              f"(got {short(self.early_stop_metric)})")
         need(self.patience >= 0, f"patience must be >= 0 (got {self.patience})")
+        need(self.eval_users >= 0, f"eval_users must be >= 0 (got {self.eval_users})")
         need(self.num_workers >= 0, f"num_workers must be >= 0 (got {self.num_workers})")
         need(self.cpus_per_worker > 0, f"cpus_per_worker must be > 0 (got {self.cpus_per_worker})")
         need(self.max_failures >= 0, f"max_failures must be >= 0 (got {self.max_failures})")

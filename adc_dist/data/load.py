@@ -72,6 +72,8 @@ def prepare(name: str, *, data_root: str | os.PathLike | None = None, seed: int 
     identity = {"format": FORMAT, "task": spec.name, "domains": spec.domains, "seed": seed,
                 "min_rating": min_rating, "protocol": split.PROTOCOL,
                 "sources": {rel: sha for rel, (_, sha) in files.items()}}
+    if spec.version is not None:  # a generated task: its generator's version, not files, decides
+        identity["generator"] = spec.version
     key = cache.split_key(identity)
     path = cache.cache_file(cache_dir, spec.name, seed, min_rating, key)
     cached = cache.read_valid(path, key)

@@ -4,7 +4,8 @@ Registered tasks read the real datasets of ``../shared/data`` (see each folder's
 PROVENANCE.md). ``file:<path>`` names a task on the user's own data under the data
 root: a CSV / TSV / Parquet file with user, item, domain[, rating] columns (every domain
 in it), or a folder of RecBole ``.inter`` files (one domain per file, named by the file
-stem).
+stem). ``synthetic:<users>x<domains>[:<seed>]`` names a generated task of any size
+(``adc_dist.data.synthetic``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Callable, Mapping
 
 import pandas as pd
 
+from adc_dist.data import synthetic
 from adc_dist.data.readers import amazon_mat, lscd_mat, neucdcf, recbole, table, triples
 from adc_dist.data.sources import DATASETS, Dataset, inside_root
 from adc_dist.errors import AdcError
@@ -43,6 +45,7 @@ class TaskSpec:
     read: Callable[[Mapping[str, Path]], pd.DataFrame]
     domains: tuple[str, ...] | None
     about: str
+    version: str | None = None  # a generated task's generator version (part of the cache key)
 
 
 def _triples(name: str, folder: str, files_of: dict[str, list[str]], about: str) -> TaskSpec:
@@ -90,7 +93,7 @@ def _unknown(name: str) -> AdcError:
     close = difflib.get_close_matches(name, [*TASKS, "six", "all"], n=3, cutoff=0.5)
     hint = f"; did you mean {' or '.join(close)}?" if close else ""
     return AdcError(f"unknown task {name!r}{hint} (`python -m adc_dist.data list` shows the tasks; "
-                    f"{FILE_PREFIX}<path> reads your own data)")
+                    f"{FILE_PREFIX}<path> reads your own data, {synthetic.PREFIX}<users>x<domains> generates one)")
 
 
 def resolve_tasks(spec: str) -> list[str]:
@@ -104,6 +107,9 @@ def resolve_tasks(spec: str) -> list[str]:
             names += TASKS
         elif part in TASKS or part.startswith(FILE_PREFIX):
             names.append(part)
+        elif part.startswith(synthetic.PREFIX):
+            synthetic.parse(part)  # a malformed spec fails here, before any work
+            names.append(part)
         elif part:
             raise _unknown(part)
     if not names:
@@ -115,6 +121,11 @@ def get_task(name: str, root: Path) -> TaskSpec:
     """The spec of a registered task or of a ``file:<path>`` task under the data root ``root``."""
     if name in TASKS:
         return TASKS[name]
+    if name.startswith(synthetic.PREFIX):
+        users, k, seed = synthetic.parse(name)
+        return TaskSpec(name, Path(name), (), partial(synthetic.read, users=users, domains=k, seed=seed),
+                        tuple(f"s{j}" for j in range(k)), f"generated: {users:,} users, {k} domains, seed {seed}",
+                        version=synthetic.VERSION)
     if not name.startswith(FILE_PREFIX):
         raise _unknown(name)
     path = inside_root(name[len(FILE_PREFIX):], root)

@@ -32,8 +32,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from adc_dist.balancing import make_balancer
 from adc_dist.config import TrainConfig
 from adc_dist.data import Interactions, TaskData, load_task
-from adc_dist.data.sampling import NegativeSampler, check_negatives, rng_for
-from adc_dist.data.sharding import epoch_shard
+from adc_dist.data.sampling import check_negatives
+from adc_dist.data.torch_sampler import DomainSampler, EpochBatches, samplers_for
 from adc_dist.errors import AdcError
 from adc_dist.train.evaluate import evaluate
 from adc_dist.train.memory import check_fits
@@ -82,31 +82,16 @@ def _rank_spread(values: torch.Tensor, world: int) -> float:
     return float((hi - lo).max())
 
 
-def _epoch_plan(task: TaskData, cfg: TrainConfig, epoch: int, rank: int, world: int) -> list[list[np.ndarray]]:
-    """Per domain, this epoch's index batches into its train positives; all ranks get the same count.
+def epoch_batches(samplers: list[DomainSampler], cfg: TrainConfig, epoch: int, rank: int, world: int,
+                  ) -> EpochBatches:
+    """This rank's batches of ``epoch``, made on the samplers' device (adc_dist.data.torch_sampler).
 
     An epoch is one pass over every domain's positives. The largest domain sets the number
     of steps (ceil(shard / batch_size)); smaller domains are split into as many (smaller)
     batches, so each step sees every domain once and no positive is repeated.
     """
-    shards = [epoch_shard(len(tr), rank, world, cfg.seed, epoch) for tr in task.train]
-    steps = max(1, max(math.ceil(len(s) / cfg.batch_size) for s in shards))
-    # A domain with fewer positives than steps repeats some (np.resize cycles), never empties.
-    return [np.array_split(np.resize(s, max(len(s), steps)), steps) for s in shards]
-
-
-def make_batch(task: TaskData, samplers: list[NegativeSampler], plan: list[list[np.ndarray]], step: int,
-               rngs: list[np.random.Generator], negatives: int, device: torch.device,
-               ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Step ``step`` of every domain: users [B_k] and candidates [B_k, 1 + rho] (column 0 positive)."""
-    users, items = [], []
-    for k, sampler in enumerate(samplers):
-        idx = plan[k][step]
-        u = task.train[k].users[idx]
-        cand = np.concatenate([task.train[k].items[idx][:, None], sampler.sample(u, negatives, rngs[k])], axis=1)
-        users.append(torch.from_numpy(u).to(device, non_blocking=True))
-        items.append(torch.from_numpy(cand).to(device, non_blocking=True))
-    return users, items
+    return EpochBatches(samplers, seed=cfg.seed, epoch=epoch, rank=rank, world=world,
+                        batch_size=cfg.batch_size, negatives=cfg.negatives)
 
 
 def shared_layer_grads(model: ADC, losses: torch.Tensor, io: tuple[torch.Tensor, torch.Tensor] | None,
@@ -188,7 +173,11 @@ def fit(cfg: TrainConfig, reporter: Reporter, *, per_user: bool = False, task: T
         net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     balancer = make_balancer(cfg, K).to(device)
-    samplers = [NegativeSampler(task, k) for k in range(K)]
+    samplers = samplers_for(task, device)  # positives and exclusion keys live on the device
+    for s in samplers:
+        if s.dropped_positives:
+            reporter.log(f"{s.domain}: {s.dropped_users} users have rated every item (no negative exists); "
+                         f"their {s.dropped_positives} train positives are not trained on")
 
     start_epoch, history = 0, []
     best = {"metric": -math.inf, "epoch": -1, "model": None, "bad_epochs": 0}
@@ -211,19 +200,17 @@ def fit(cfg: TrainConfig, reporter: Reporter, *, per_user: bool = False, task: T
         # Dropout masks and negatives depend only on (seed, epoch, rank): a repeated epoch
         # after a restart draws exactly what the lost one drew.
         torch.manual_seed((cfg.seed * 1_000_003 + epoch * 1_009 + rank) % 2**31)
-        rngs = [rng_for(cfg.seed, epoch, rank, k) for k in range(K)]
-        plan = _epoch_plan(task, cfg, epoch, rank, world)
+        batches = epoch_batches(samplers, cfg, epoch, rank, world)
         loss_sum = torch.zeros(K, dtype=torch.float64, device=device)  # no per-step host sync
         positives, t0 = 0, time.perf_counter()
-        for step in range(len(plan[0])):
-            users, items = make_batch(task, samplers, plan, step, rngs, cfg.negatives, device)
+        for users, items in batches:
             positives += sum(len(u) for u in users)
             mean_losses, _ = train_step(net, model, balancer, opt, users, items, world, autocast)
             loss_sum += mean_losses.double()
         if device.type == "cuda":
             torch.cuda.synchronize(device)  # honest timing: wait for queued kernels
         train_time = time.perf_counter() - t0
-        steps = len(plan[0])
+        steps = len(batches)
         loss_sum = loss_sum.cpu()
 
         row: dict[str, Any] = {"epoch": epoch + 1}
@@ -246,7 +233,8 @@ def fit(cfg: TrainConfig, reporter: Reporter, *, per_user: bool = False, task: T
         if (epoch + 1) % cfg.eval_every == 0 or last:
             t1 = time.perf_counter()
             model.eval()
-            res = evaluate(model.score_all, task, "valid", cfg.topk, rank=rank, world=world, device=device)
+            res = evaluate(model.score_all, task, "valid", cfg.topk, rank=rank, world=world, device=device,
+                           **_eval_sample(cfg))
             row.update(res.flat("valid"))
             row["eval_time_s"] = time.perf_counter() - t1
             if row[stop_key] > best["metric"]:
@@ -269,10 +257,16 @@ def fit(cfg: TrainConfig, reporter: Reporter, *, per_user: bool = False, task: T
     if best["model"] is not None:
         model.load_state_dict(best["model"])
     model.eval()
-    res = evaluate(model.score_all, task, "test", cfg.topk, rank=rank, world=world, device=device, per_user=per_user)
+    res = evaluate(model.score_all, task, "test", cfg.topk, rank=rank, world=world, device=device, per_user=per_user,
+                   **_eval_sample(cfg))
     final = {**res.flat("test"), "best_epoch": best["epoch"], "epochs_run": len(history),
              f"best_{stop_key}": best["metric"], "stopped_early": stopped_early}
     return {"final": final, "history": history, "per_user": res.per_user}
+
+
+def _eval_sample(cfg: TrainConfig) -> dict[str, Any]:
+    """evaluate()'s user sampling from the config: every user unless ``eval_users`` > 0."""
+    return {"user_sample": cfg.eval_users or None, "sample_seed": cfg.seed}
 
 
 def _epoch_line(row: dict[str, Any], domains: tuple[str, ...], cfg: TrainConfig) -> str:

@@ -165,3 +165,22 @@ def test_two_ranks_give_the_single_process_result(tmp_path):
         assert counts == single.counts
         assert values == pytest.approx(single.values, rel=1e-12)
         assert per_user.equals(single.per_user)
+
+
+def test_a_user_sample_is_seeded_ranks_every_item_and_matches_the_sampled_users_full_metrics():
+    task = _random_task(seed=5)
+    fn = _random_score_fn(task)
+    full = evaluate(fn, task, "valid", [5, 10], per_user=True).per_user
+    a = evaluate(fn, task, "valid", [5, 10], per_user=True, user_sample=10, sample_seed=3)
+    b = evaluate(fn, task, "valid", [5, 10], per_user=True, user_sample=10, sample_seed=3)
+    c = evaluate(fn, task, "valid", [5, 10], per_user=True, user_sample=10, sample_seed=4)
+    assert a.per_user.equals(b.per_user)  # a fixed sample: the same users every call
+    assert not a.per_user["user"].equals(c.per_user["user"])
+    for dom in task.domains:
+        assert a.counts[dom] == min(10, (full["domain"] == dom).sum())
+    # every item is still ranked: a sampled user's metrics are exactly its full-evaluation row
+    merged = a.per_user.merge(full, on=["user", "domain"], suffixes=("", "_full"))
+    assert len(merged) == len(a.per_user)
+    assert np.allclose(merged["ndcg@10"], merged["ndcg@10_full"])
+    everyone = evaluate(fn, task, "valid", [5], user_sample=10**6)
+    assert everyone.counts == evaluate(fn, task, "valid", [5]).counts

@@ -17,8 +17,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from adc_dist.balancing import make_balancer
 from adc_dist.config import TrainConfig
-from adc_dist.data.sampling import NegativeSampler, rng_for
-from adc_dist.train.loop import _epoch_plan, make_batch, train_step
+from adc_dist.data.torch_sampler import samplers_for
+from adc_dist.train.loop import epoch_batches, train_step
 from adc_dist.model.network import ADC, domain_losses
 from synthetic import make_task
 from procs import free_port
@@ -43,13 +43,10 @@ def _rank_main(rank: int, port: int, balancer: str, out_dir: str) -> None:
         net = DDP(model)
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         bal = make_balancer(cfg, task.num_domains)
-        samplers = [NegativeSampler(task, k) for k in range(task.num_domains)]
+        samplers = samplers_for(task)
         spreads, first = [], None
         for epoch in range(STEPS_CHECKED):
-            plan = _epoch_plan(task, cfg, epoch, rank, WORLD)
-            rngs = [rng_for(cfg.seed, epoch, rank, k) for k in range(task.num_domains)]
-            for step in range(len(plan[0])):
-                users, items = make_batch(task, samplers, plan, step, rngs, cfg.negatives, torch.device("cpu"))
+            for users, items in epoch_batches(samplers, cfg, epoch, rank, WORLD):
                 _, grads = train_step(net, model, bal, opt, users, items, WORLD)
                 if first is None:
                     first = {"users": users, "items": items, "grads": grads}

@@ -1,4 +1,4 @@
-"""Pieces of one training step: the epoch plan and the per-domain gradients of the shared layer."""
+"""Pieces of one training step: the epoch's batches and the per-domain gradients of the shared layer."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from adc_dist.config import TrainConfig
-from adc_dist.train.loop import _epoch_plan, shared_layer_grads
+from adc_dist.data.torch_sampler import samplers_for
+from adc_dist.train.loop import epoch_batches, shared_layer_grads
 from adc_dist.model.network import ADC, domain_losses
 from synthetic import make_task
 
@@ -31,17 +32,22 @@ def test_shared_layer_grads_equal_autograd_per_domain(widths):
     assert model.shared_weight.grad is None  # nothing accumulated: DDP's hooks would not fire
 
 
+def _positives(batches, k):
+    """Sorted (user, item) keys of the positives of domain k over a list of steps."""
+    return sorted(torch.cat([u[k] * 10**6 + it[k][:, 0] for u, it in batches]).tolist())
+
+
 def test_an_epoch_is_one_pass_over_every_domain_with_the_same_steps_on_every_rank():
     task = make_task(per_user=(20, 3), seed=5)  # domains of very different size
     cfg = TrainConfig(batch_size=500).validate()
-    plan = _epoch_plan(task, cfg, epoch=0, rank=0, world=1)
-    assert len(plan[0]) == len(plan[1]) == int(np.ceil(len(task.train[0]) / 500))
+    samplers = samplers_for(task)
+    one = list(epoch_batches(samplers, cfg, epoch=0, rank=0, world=1))
+    assert len(one) == int(np.ceil(len(task.train[0]) / 500))
+    truth = [sorted((tr.users * 10**6 + tr.items).tolist()) for tr in task.train]
     for k in range(2):
-        seen = np.concatenate(plan[k])
-        assert sorted(seen) == list(range(len(task.train[k])))  # each positive exactly once
-    plans = [_epoch_plan(task, cfg, epoch=3, rank=r, world=3) for r in range(3)]
+        assert _positives(one, k) == truth[k]  # each positive exactly once
+    ranks = [list(epoch_batches(samplers, cfg, epoch=3, rank=r, world=3)) for r in range(3)]
+    assert len({len(r) for r in ranks}) == 1
     for k in range(2):
-        assert len({len(p[k]) for p in plans}) == 1
-        assert len({tuple(len(b) for b in p[k]) for p in plans}) == 1  # equal batch sizes: mean of means
-        union = np.concatenate([np.concatenate(p[k]) for p in plans])
-        assert set(union) == set(range(len(task.train[k])))
+        assert len({tuple(len(step[0][k]) for step in r) for r in ranks}) == 1  # equal batch sizes: mean of means
+        assert set(_positives([step for r in ranks for step in r], k)) == set(truth[k])

@@ -1,0 +1,224 @@
+"""How training and evaluation cost grow with the number of users (synthetic tasks).
+
+    python benchmarks/bench_scale.py                                  # quick: 10^4 and 10^5 users, 1 and 2 workers
+    python benchmarks/bench_scale.py --sizes 10000,100000,1000000 --out docs/figures/scale.json
+    python benchmarks/bench_scale.py --plot docs/figures/scale.json   # the plot and the fitted exponents
+
+Each (users, workers) point runs in a fresh process (so that its peak RSS is its own) on
+``synthetic:<users>x2``: ``--steps`` timed training steps of the project's loop (device
+batches, GradNorm, DDP over gloo for 2 workers) after 3 warm-up steps, then the
+validation full ranking of a seeded sample of ``--eval-users`` users per domain (every
+item ranked). Printed per point: s/step, scored pairs/s (positives x (1 + rho)) over all
+workers, ns per scored pair and worker, the epoch time extrapolated from s/step (an
+epoch of 10^6 users is ~10^4 steps: too long to run on a shared box), the sampled
+evaluation time and its extrapolation to every validation user, peak RSS per worker, and
+the replicated tables' bytes, 16 d (U + sum_k I_k): parameters, gradients and Adam's
+two moments in fp32, held by every worker.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Set before torch starts its OpenMP pool: spinning threads make small ops 20-50x slower
+# when the cores are shared (tests/conftest.py says the same for the tests).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse
+import json
+import math
+import resource
+import subprocess
+import sys
+import time
+
+import torch
+import torch.distributed as dist
+
+D_BYTES = 16  # fp32 parameter + gradient + Adam exp_avg + exp_avg_sq per table entry
+
+
+def table_bytes(n_users: int, n_items: list[int], d: int) -> int:
+    """Bytes of the replicated embedding tables with their gradients and Adam state."""
+    return D_BYTES * d * (n_users + sum(n_items))
+
+
+def _point(users: int, world: int, rank: int, steps: int, eval_users: int, port: int, out: str) -> None:
+    """One (users, workers) measurement on one rank; rank 0 writes a JSON line to ``out``."""
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from adc_dist.balancing import make_balancer
+    from adc_dist.config import TrainConfig
+    from adc_dist.data.torch_sampler import samplers_for
+    from adc_dist.model.network import ADC
+    from adc_dist.train.evaluate import evaluate
+    from adc_dist.train.loop import epoch_batches, prepare_task, train_step
+
+    if world > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) // world))
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        dist.init_process_group("gloo", rank=rank, world_size=world)
+    cfg = TrainConfig(task=f"synthetic:{users}x2", patience=0).validate()
+    t0 = time.perf_counter()
+    task = prepare_task(cfg)
+    load_s = time.perf_counter() - t0
+    torch.manual_seed(0)
+    model = ADC.from_config(cfg, task.n_users, task.n_items)
+    net = DDP(model) if world > 1 else model
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    balancer = make_balancer(cfg, task.num_domains)
+    samplers = samplers_for(task)
+    batches = epoch_batches(samplers, cfg, 0, rank, world)
+    it, positives = iter(batches), 0
+    for i in range(3 + steps):
+        if i == 3:
+            t1, positives = time.perf_counter(), 0
+        users_b, items_b = next(it)
+        positives += sum(len(u) for u in users_b)
+        train_step(net, model, balancer, opt, users_b, items_b, world)
+    step_s = (time.perf_counter() - t1) / steps
+    model.eval()
+    t2 = time.perf_counter()
+    res = evaluate(model.score_all, task, "valid", cfg.topk, rank=rank, world=world, user_sample=eval_users)
+    eval_s = time.perf_counter() - t2
+    rss = torch.tensor([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20])  # GiB
+    if world > 1:
+        dist.all_reduce(rss, op=dist.ReduceOp.MAX)
+        dist.destroy_process_group()
+    if rank != 0:
+        return
+    valid_users = sum(int((task.user_items("valid", k).indptr[1:] > task.user_items("valid", k).indptr[:-1]).sum())
+                      for k in range(task.num_domains))
+    pairs_step = positives / steps * (1 + cfg.negatives)
+    row = {"users": users, "workers": world, "n_users": task.n_users, "n_items": list(task.n_items),
+           "train_positives": [len(t) for t in task.train], "steps_per_epoch": len(batches),
+           "s_per_step": step_s, "pairs_per_s": pairs_step * world / step_s,
+           "positives_per_s": positives / steps * world / step_s, "ns_per_pair": 1e9 * step_s / pairs_step,
+           "epoch_s": step_s * len(batches), "load_s": load_s,
+           "eval_users": sum(res.counts.values()), "valid_users": valid_users, "eval_s": eval_s,
+           "eval_full_s": eval_s * valid_users / max(1, sum(res.counts.values())),
+           "peak_rss_gib": float(rss), "tables_gib": table_bytes(task.n_users, list(task.n_items), cfg.d) / 2**30,
+           "load_average": os.getloadavg()[0]}
+    with open(out, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def _run_point(users: int, world: int, steps: int, eval_users: int, out: str) -> None:
+    """Prepare the task once (the split cache), then measure in a fresh process per point."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    here = os.path.dirname(os.path.abspath(__file__))
+    call = (f"mp.spawn(b._spawned, args=({users}, {world}, {steps}, {eval_users}, {port}, {out!r}), nprocs={world})"
+            if world > 1 else f"b._point({users}, 1, 0, {steps}, {eval_users}, {port}, {out!r})")
+    code = f"import sys, torch.multiprocessing as mp; sys.path.insert(0, {here!r}); import bench_scale as b; {call}"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _spawned(rank: int, users: int, world: int, steps: int, eval_users: int, port: int, out: str) -> None:
+    _point(users, world, rank, steps, eval_users, port, out)
+
+
+def adam_seconds(n_users: int, n_items: list[int], d: int, reps: int = 3) -> float:
+    """Seconds of one dense Adam step over the embedding tables of this size (the part of a
+    training step that grows with the users: every step updates every row, touched or not)."""
+    rows = n_users + sum(n_items)
+    table = torch.nn.Parameter(torch.zeros(rows, d))
+    table.grad = torch.zeros_like(table)
+    opt = torch.optim.Adam([table], lr=1e-3)
+    opt.step()  # allocates the moments
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        opt.step()
+    return (time.perf_counter() - t0) / reps
+
+
+def fit_exponent(xs: list[float], ys: list[float]) -> float:
+    """b of y = a x^b, least squares in log-log."""
+    lx, ly = [math.log(x) for x in xs], [math.log(y) for y in ys]
+    mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
+    return sum((a - mx) * (b - my) for a, b in zip(lx, ly)) / sum((a - mx) ** 2 for a in lx)
+
+
+def report(rows: list[dict]) -> None:
+    print(f"{'users':>10} {'wk':>3} {'s/step':>7} {'pairs/s':>11} {'ns/pair':>8} {'epoch_s':>9} {'eval_s':>7} "
+          f"{'eval_all_s':>10} {'rss_GiB':>8} {'tables':>7} {'load':>5}")
+    for r in rows:
+        print(f"{r['users']:>10,} {r['workers']:>3} {r['s_per_step']:>7.3f} {r['pairs_per_s']:>11,.0f} "
+              f"{r['ns_per_pair']:>8.0f} {r['epoch_s']:>9.1f} {r['eval_s']:>7.1f} {r['eval_full_s']:>10.1f} "
+              f"{r['peak_rss_gib']:>8.2f} {r['tables_gib']:>7.2f} {r['load_average']:>5.1f}")
+    for w in sorted({r["workers"] for r in rows}):
+        sub = [r for r in rows if r["workers"] == w]
+        if len(sub) >= 2:
+            xs = [r["users"] for r in sub]
+            print(f"{w} worker(s): epoch time ~ users^{fit_exponent(xs, [r['epoch_s'] for r in sub]):.2f}, "
+                  f"time per scored pair ~ users^{fit_exponent(xs, [r['ns_per_pair'] for r in sub]):.2f} "
+                  f"(max/min {max(r['ns_per_pair'] for r in sub) / min(r['ns_per_pair'] for r in sub):.2f}x, "
+                  f"target <= 1.5x), full evaluation ~ users^"
+                  f"{fit_exponent(xs, [r['eval_full_s'] for r in sub]):.2f}")
+
+
+def plot(rows: list[dict], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for w in sorted({r["workers"] for r in rows}):
+        sub = sorted((r for r in rows if r["workers"] == w), key=lambda r: r["users"])
+        xs = [r["users"] for r in sub]
+        axes[0].loglog(xs, [r["epoch_s"] for r in sub], "o-", label=f"{w} worker(s): epoch")
+        axes[0].loglog(xs, [r["eval_full_s"] for r in sub], "s--", label=f"{w} worker(s): full validation")
+        axes[1].semilogx(xs, [r["ns_per_pair"] for r in sub], "o-", label=f"{w} worker(s)")
+        axes[2].loglog(xs, [r["peak_rss_gib"] for r in sub], "o-", label=f"{w} worker(s): peak RSS")
+    one = sorted((r for r in rows if r["workers"] == 1), key=lambda r: r["users"])
+    axes[2].loglog([r["users"] for r in one], [r["tables_gib"] for r in one], "k:", label="16 d (U + sum I)")
+    for ax, title in zip(axes, ["seconds (extrapolated epoch; full validation)", "ns per scored pair and worker",
+                                "GiB per worker"]):
+        ax.set_xlabel("users")
+        ax.set_title(title, fontsize=10)
+        ax.legend(fontsize=7)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[1].set_ylim(bottom=0)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"wrote {path}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default="10000,100000")
+    ap.add_argument("--workers", default="1,2")
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--eval-users", type=int, default=500, help="validation users ranked per domain")
+    ap.add_argument("--out", default=None, help="append the JSON rows here (default: a temporary file)")
+    ap.add_argument("--plot", default=None, help="only report and plot the rows of this JSON-lines file")
+    ap.add_argument("--adam", action="store_true", help="only time a dense Adam step over each size's tables")
+    args = ap.parse_args()
+    if args.adam:
+        from adc_dist.data.synthetic import domain_items
+
+        for users in (int(s) for s in args.sizes.split(",")):
+            items = [domain_items(users, k) for k in range(2)]
+            print(f"{users:>10,} users: dense Adam step over {users + sum(items):,} x 100 table rows "
+                  f"{adam_seconds(users, items, 100):.3f} s (load average {os.getloadavg()[0]:.1f})", flush=True)
+        return
+    if args.plot:
+        rows = [json.loads(line) for line in open(args.plot)]
+        report(rows)
+        plot(rows, os.path.splitext(args.plot)[0] + ".png")
+        return
+    out = args.out or os.path.join(os.environ.get("TMPDIR", "/tmp"), f"bench_scale_{os.getpid()}.json")
+    print(f"{os.cpu_count()} CPU cores, torch {torch.__version__}; load average {os.getloadavg()[0]:.2f}; rows -> {out}")
+    start = sum(1 for _ in open(out)) if os.path.exists(out) else 0
+    for users in (int(s) for s in args.sizes.split(",")):
+        for world in (int(w) for w in args.workers.split(",")):
+            _run_point(users, world, args.steps, args.eval_users, out)
+    report([json.loads(line) for line in list(open(out))[start:]])
+
+
+if __name__ == "__main__":
+    main()
