@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import math
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping, get_args, get_origin, get_type_hints
@@ -105,7 +106,14 @@ class TrainConfig:
 
     # ------------------------------------------------------------------------------
     def validate(self) -> "TrainConfig":
-        """Check value ranges; raise one AdcError naming every bad field."""
+        """Check value ranges; raise one AdcError (one line) naming every bad field."""
+        bad = self.problems()
+        if bad:
+            raise AdcError("invalid config: " + "; ".join(bad))
+        return self
+
+    def problems(self) -> list[str]:
+        """What is wrong with the values, one message per problem, each starting with the field."""
         bad: list[str] = []
 
         def need(cond: bool, msg: str) -> None:
@@ -156,9 +164,7 @@ class TrainConfig:
         need(self.max_failures >= 0, f"max_failures must be >= 0 (got {self.max_failures})")
         need(not (self.bf16 and not self.use_gpu), "bf16 needs --use_gpu (bf16 autocast is a GPU option)")
         bad += limit_problems(self)
-        if bad:
-            raise AdcError("invalid config:\n  " + "\n  ".join(bad))
-        return self
+        return bad
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -257,22 +263,38 @@ def _scalar(typ: Any, value: Any) -> Any:
     return str(value)
 
 
-def from_mapping(values: Mapping[str, Any], where: str = "config") -> TrainConfig:
+def from_mapping(values: Mapping[str, Any], where: str = "config",
+                 sources: Mapping[str, str] | None = None) -> TrainConfig:
     """Build and validate a TrainConfig; unknown keys and bad types raise AdcError.
 
-    A ``preset`` fills in the fields it names that ``values`` does not set.
+    A ``preset`` fills in the fields it names that ``values`` does not set. ``sources`` names
+    where each key's value came from (``flag --d``, ``--set d=...``, a file): a bad value's
+    message says so, since a flag may override a file and vice versa.
     """
+    def source(key: str) -> str:
+        got = (sources or {}).get(key) or (where if where != "config" else "")
+        return f" (from {got})" if got else ""
+
     kwargs = {}
     for key, value in values.items():
         if key not in FIELD_NAMES:
-            raise unknown_key_error(key, where)
-        kwargs[key] = coerce(key, value)
+            raise unknown_key_error(key, (sources or {}).get(key) or where)
+        try:
+            kwargs[key] = coerce(key, value)
+        except AdcError as e:
+            raise AdcError(f"{e}{source(key)}") from None
     preset = kwargs.get("preset")
     if preset is not None:
         if preset not in PRESETS:
-            raise AdcError(f"unknown preset {short(preset)} in {where}; known presets: {', '.join(PRESETS)}")
+            raise AdcError(f"unknown preset {short(preset)}{source('preset')}; known presets: {', '.join(PRESETS)}")
         kwargs = {**PRESETS[preset], **kwargs}
-    return TrainConfig(**kwargs).validate()
+    bad = TrainConfig(**kwargs).problems()
+    if bad:
+        def blame(msg: str) -> str:
+            key = re.match(r"[a-z0-9_]*", msg).group(0)  # type: ignore[union-attr]
+            return msg + source(key) if key in values else msg
+        raise AdcError("invalid config: " + "; ".join(blame(m) for m in bad))
+    return TrainConfig(**kwargs)
 
 
 def load_yaml(path: str | os.PathLike) -> dict[str, Any]:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import Callable, NoReturn
+
+# The longest error line a user sees (``error: `` included): enough for a path and a hint, and bounded even when a
+# message quotes a huge input (a YAML alias bomb once gave an 8 MB message).
+MAX_LINE = 300
 
 
 class AdcError(Exception):
@@ -14,14 +19,65 @@ class AdcError(Exception):
     """
 
 
+def one_line(message: object, limit: int = MAX_LINE) -> str:
+    """``message`` on one line (newlines and runs of blanks become one space), at most ``limit`` chars."""
+    text = re.sub(r"\s+", " ", str(message)[: limit * 4]).strip()
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+
+
+def find_adc_error(exc: BaseException | None) -> AdcError | None:
+    """The AdcError behind ``exc``, however Ray wrapped it (a worker's or a trial's failure).
+
+    Ray re-raises a remote exception as ``RayTaskError`` (subclassing the original type, the
+    original under ``.cause``), Train V2 collects worker failures in a ``WorkerGroupError``
+    (``.worker_failures``) and Tune in a ``TuneError``; Python chains keep ``__cause__``.
+    """
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc] if exc is not None else []
+    while todo:
+        e = todo.pop(0)
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        cause = getattr(e, "cause", None)
+        if isinstance(e, AdcError) and not isinstance(cause, BaseException):
+            return e
+        nested = [cause, e.__cause__, e.__context__, *e.args]
+        failures = getattr(e, "worker_failures", None)
+        if isinstance(failures, dict):
+            nested += list(failures.values())
+        todo += [n for n in nested if isinstance(n, BaseException)]
+    return None
+
+
+def raise_user_error(exc: BaseException) -> NoReturn:
+    """Re-raise a failure from Ray as the plain AdcError it started as, else as it is."""
+    found = find_adc_error(exc)
+    if found is not None:
+        raise AdcError(str(found)) from None
+    raise exc
+
+
 def run_cli(main: Callable[[], int | None]) -> NoReturn:
-    """Run ``main`` and turn an :class:`AdcError` into one line on stderr and exit 2."""
+    """Run ``main``: an :class:`AdcError` becomes one ``error: ...`` line on stderr and exit 2.
+
+    The path variables (ADC_DATA_ROOT, ...) are made absolute first, against the directory
+    the command was typed in (adc_dist.paths): Ray's workers run elsewhere.
+    """
+    from adc_dist.paths import absolutize_env
+
+    absolutize_env()
     try:
         code = main()
-    except AdcError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except BaseException as e:  # noqa: BLE001 - an AdcError wrapped by Ray is still the user's error
+        if isinstance(e, SystemExit):
+            raise
+        found = find_adc_error(e)
+        if found is None:
+            raise
+        print(f"error: {one_line(found, MAX_LINE - len('error: '))}", file=sys.stderr)
+        sys.exit(2)
     sys.exit(code or 0)

@@ -15,8 +15,11 @@ REPO = TESTS.parent
 sys.path.insert(0, str(TESTS))
 
 # The real data: CI points ADC_DATA_ROOT at ../shared/data; fall back to it beside the repo.
-DATA_ROOT = Path(os.environ.get("ADC_DATA_ROOT", REPO.parent / "shared" / "data")).resolve()
-os.environ.setdefault("ADC_DATA_ROOT", str(DATA_ROOT))
+# The README's test command gives it relative (ADC_DATA_ROOT=../shared/data): like every
+# entry point (adc_dist.paths), make it absolute before any test starts Ray, whose workers
+# run elsewhere. tests/cli/test_relative_paths.py runs the commands with it relative.
+DATA_ROOT = Path(os.environ.get("ADC_DATA_ROOT") or REPO.parent / "shared" / "data").resolve()
+os.environ["ADC_DATA_ROOT"] = str(DATA_ROOT)
 # Split caches of this test session go to a fresh directory, never the user's ~/.cache
 # (set at import, so Ray workers started by tests inherit it too).
 os.environ.setdefault("ADC_CACHE_DIR", tempfile.mkdtemp(prefix="adc_test_cache_"))

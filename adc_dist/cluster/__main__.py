@@ -17,13 +17,14 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+from adc_dist.argparser import Parser
 from adc_dist.cluster.check import check_file
 from adc_dist.errors import AdcError, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m adc_dist.cluster",
-                                description="Check Ray cluster launcher YAMLs and KubeRay manifests offline.")
+    p = Parser(prog="python -m adc_dist.cluster",
+               description="Check Ray cluster launcher YAMLs and KubeRay manifests offline.")
     sub = p.add_subparsers(dest="command", required=True)
     c = sub.add_parser("check", help="check files (or every file under a directory)")
     c.add_argument("paths", nargs="+", metavar="FILE", help="a file, or a directory to check recursively")

@@ -34,9 +34,11 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from adc_dist.argparser import Parser
 from adc_dist.compare import methods as cm
 from adc_dist.compare.runner import ADC_FIXED, MF_FIXED, Comparison, Settings
 from adc_dist.errors import AdcError
+from adc_dist.paths import absolute, absolutize_env
 
 QUICK = {"tasks": "amazon-music-video", "budget": 2, "seeds": 2,
          "adc": {"d": 16, "epochs": 2, "eval_every": 1, "batch_size": 4096}, "mf": {"epochs": 4, "eval_every": 2}}
@@ -46,15 +48,9 @@ NOT_SETTABLE = ("task", "seed", "lr", "balancer", "gamma", "balancer_lr", "stati
 
 
 # ---------------------------------------------------------------------------- CLI
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # bad flags: one AdcError line (exit 2), not argparse's usage dump
-        raise AdcError(f"{message} (see python -m adc_dist.compare --help)")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m adc_dist.compare", description=__doc__.split("\n\n")[0],
-                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1],
-                allow_abbrev=False)
+def build_parser() -> Parser:
+    p = Parser(prog="python -m adc_dist.compare", description=__doc__.split("\n\n")[0],
+               epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--tasks", help="'six' (default), 'all' or task names a,b")
     p.add_argument("--seeds", type=int, help="final runs per method: seeds 0..S-1 (default 3)")
     p.add_argument("--budget", type=int, help="configurations tried per method on validation (default 4)")
@@ -91,8 +87,10 @@ def settings_from_args(args: argparse.Namespace, argv: Sequence[str]) -> Setting
         raise AdcError(f"--methods: unknown method {unknown[0] if unknown else '(none)'!r}; "
                        f"choose from {', '.join(cm.METHODS)}")
     adc = {**ADC_FIXED, **(QUICK["adc"] if args.quick else {})}
+    sources: dict[str, str] = {}
     if args.epochs is not None:
         adc["epochs"] = args.epochs
+        sources["epochs"] = "flag --epochs"
     for item in args.set_values:
         key, eq, value = item.partition("=")
         key = key.strip().replace("-", "_")
@@ -102,11 +100,17 @@ def settings_from_args(args: argparse.Namespace, argv: Sequence[str]) -> Setting
             raise unknown_key_error(key, "--set")
         if key in NOT_SETTABLE:
             raise AdcError(f"--set {key}: the comparison sets {key!r} itself")
-        adc[key] = coerce(key, value)
-    from_mapping(adc, where="compare settings")  # validate now, before any work
-    out = Path(args.out)
+        try:
+            adc[key] = coerce(key, value)
+        except AdcError as e:
+            raise AdcError(f"{e} (from --set {item})") from None
+        sources[key] = f"--set {item}"
+    if adc.get("data_root"):
+        adc["data_root"] = absolute(adc["data_root"])  # the runs happen in Ray's directories
+    from_mapping(adc, where="compare settings", sources=sources)  # validate now, before any work
+    out = Path(absolute(args.out))
     return Settings(tasks=tasks, methods=[m for m in cm.METHODS if m in methods], seeds=list(range(seeds)),
-                    budget=budget, out=out, work=Path(args.work) if args.work else out / "tmp-work", adc=adc,
+                    budget=budget, out=out, work=Path(absolute(args.work)) if args.work else out / "tmp-work", adc=adc,
                     mf={**MF_FIXED, **(QUICK["mf"] if args.quick else {})},
                     balancing=not args.no_balancing_study and all(
                         m in methods for m in ("adc_equal", "adc_static", "adc_gradnorm")),
@@ -114,6 +118,7 @@ def settings_from_args(args: argparse.Namespace, argv: Sequence[str]) -> Setting
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    absolutize_env()
     argv = list(sys.argv[1:] if argv is None else argv)
     s = settings_from_args(build_parser().parse_args(argv), argv)
     c = Comparison(s)

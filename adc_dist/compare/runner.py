@@ -109,16 +109,21 @@ class Comparison:
         import ray
 
         if not ray.is_initialized():
-            from adc_dist.tune.plan import FORWARDED_ENV
+            from adc_dist.paths import FORWARDED_ENV
+
+            from adc_dist.train.ray_output import init_kwargs, start_ray
 
             env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
-            ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False,
-                     object_store_memory=200 * 2**20, runtime_env={"env_vars": env} if env else None)
+            start_ray(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False,
+                     object_store_memory=200 * 2**20, runtime_env={"env_vars": env} if env else None,
+                     **init_kwargs(verbose=False))
 
     def parallel(self, jobs: list[tuple[dict[str, Any], Callable[..., Any], dict[str, Any]]],
                  what: Callable[[dict[str, Any], Any], str] | None = None) -> list[Any]:
         """Run ``fn(**kwargs)`` for each (key, fn, kwargs) as one-CPU Ray tasks; memoised by key."""
         import ray
+
+        from adc_dist.progress import bar
 
         values: list[Any] = [None] * len(jobs)
         pending = {}
@@ -130,12 +135,14 @@ class Comparison:
             else:
                 self.start_ray()
                 pending[remote.remote(fn, kwargs)] = (i, path)
-        while pending:
-            (ref,), _ = ray.wait(list(pending), num_returns=1)
-            i, path = pending.pop(ref)
-            values[i] = self._store(path, ray.get(ref))
-            if what:
-                self.log(f"    {what(jobs[i][0], values[i])} ({len(jobs) - len(pending)}/{len(jobs)})")
+        with bar(len(pending), "units", unit="unit", enabled=not self.s.quiet and bool(pending)) as progress:
+            while pending:
+                (ref,), _ = ray.wait(list(pending), num_returns=1)
+                i, path = pending.pop(ref)
+                values[i] = self._store(path, ray.get(ref))
+                progress.update(1)
+                if what:
+                    self.log(f"    {what(jobs[i][0], values[i])} ({len(jobs) - len(pending)}/{len(jobs)})")
         return values
 
     def adc_cfg(self, **changes: Any):
@@ -158,7 +165,7 @@ class Comparison:
             self.log(f"  tune sweep {name}: {n} trials ({', '.join(f'{k} in {v}' for k, v in search.items())})")
             self.start_ray()
             uri = run_sweep(parse_space(raw, where=f"compare sweep {name}"), [task], name=name,
-                            storage=str(storage), scheduler="fifo", quiet=True, seed=0)
+                            storage=str(storage), scheduler="fifo", quiet=True, seed=0, bar=not self.s.quiet)
             trials = load_results(uri).trials
             bad = trials[trials["status"] != "ok"]
             if len(bad) or len(trials) != n:

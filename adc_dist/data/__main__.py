@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from adc_dist.argparser import Parser
+
 from adc_dist.data import stats
 from adc_dist.data.load import prepare
 from adc_dist.data.registry import SIX, TASKS, resolve_tasks
@@ -18,7 +20,7 @@ from adc_dist.errors import run_cli
 
 
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("--data-root", help="folder laid out like shared/data (default: $ADC_DATA_ROOT, "
                                             "else the download cache)")
     common.add_argument("--cache-dir", help="split and download cache (default: $ADC_CACHE_DIR, "
@@ -26,8 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
     common.add_argument("--min-rating", type=float, default=None,
                         help="keep only ratings >= this as positives (default: every rating)")
-    p = argparse.ArgumentParser(prog="python -m adc_dist.data", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="python -m adc_dist.data", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="the registered tasks")
     d = sub.add_parser("describe", parents=[common], help="users, items, overlap, density and split sizes")
@@ -74,19 +75,29 @@ def _describe(args: argparse.Namespace) -> None:
 
 
 def _prepare(args: argparse.Namespace) -> None:
+    from adc_dist.progress import bar
+
     names = resolve_tasks(args.tasks)
     t0 = time.perf_counter()
-    for i, name in enumerate(names, 1):
-        p = prepare(name, data_root=args.data_root, seed=args.seed, min_rating=args.min_rating,
-                    cache_dir=args.cache_dir)
-        what = "built" if p.built else "cached"
-        print(f"[{i}/{len(names)}] {name}: {what} in {p.seconds:.2f} s -> {p.path}", flush=True)
+    with bar(len(names), "prepare", unit="task", enabled=len(names) > 1) as progress:
+        for i, name in enumerate(names, 1):
+            p = prepare(name, data_root=args.data_root, seed=args.seed, min_rating=args.min_rating,
+                        cache_dir=args.cache_dir)
+            what = "built" if p.built else "cached"
+            progress.write(f"[{i}/{len(names)}] {name}: {what} in {p.seconds:.2f} s -> {p.path}")
+            progress.update(1)
     print(f"{len(names)} task(s) ready in {time.perf_counter() - t0:.1f} s")
 
 
 def run(argv: list[str] | None = None) -> int:
     """The command, raising AdcError on bad input (what tests call)."""
+    from adc_dist.paths import absolute, absolutize_env
+
+    absolutize_env()
     args = _parser().parse_args(argv)
+    for key in ("data_root", "cache_dir"):
+        if hasattr(args, key):
+            setattr(args, key, absolute(getattr(args, key)))
     if args.command == "list":
         _list()
     elif args.command == "describe":

@@ -10,63 +10,64 @@
     python -m adc_dist.train --name my-run --resume            # continue a stopped run
 
 Every config field is a flag (``--gamma 1.0`` or ``--gamma=1.0``; dashes or underscores).
-The config is validated, the data split prepared and the resources checked before Ray
-starts, so a bad flag costs a second, not a cluster start. This module is the Ray edge:
-the per-worker loop (``adc_dist.loop.fit``) is plain PyTorch.
+The flags are parsed and the config validated before torch and Ray are imported, and the
+data split prepared and the resources checked before Ray starts, so a bad flag costs well
+under two seconds, not a cluster start. Paths are made absolute against the current
+directory first (adc_dist.paths): Ray's workers run in directories of their own. Ray's own
+log lines go to its session log files (``/tmp/ray/session_latest/logs``); ``--verbose``
+shows them. This module is the Ray edge: the per-worker loop (``adc_dist.train.loop.fit``)
+is plain PyTorch.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import logging
 import os
 import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-import pandas as pd
-import torch
-import torch.distributed as dist
+# Only light imports at module level: `--help` and flag errors must not wait for torch/Ray.
+from adc_dist.argparser import Parser
+from adc_dist.config import FIELD_NAMES, TrainConfig, from_mapping, load_yaml
+from adc_dist.errors import AdcError, raise_user_error
+from adc_dist.paths import FORWARDED_ENV, absolute, absolutize_env, default_storage
 
-from adc_dist.train import run_dir as rd
-from adc_dist.config import FIELD_NAMES, TrainConfig, coerce, from_mapping, load_yaml, unknown_key_error
-from adc_dist.errors import AdcError
-from adc_dist.train.memory import check_fits, local_workers
-from adc_dist.train.reporting import LocalReporter
-from adc_dist.train.run_guard import open_run, ray_storage_error
+if TYPE_CHECKING:
+    import pandas as pd
 
-# Environment that the workers need to see what the driver sees (data and cache dirs).
-FORWARDED_ENV = ("ADC_DATA_ROOT", "ADC_CACHE_DIR", "ADC_DATA_MIRROR")
 
 
 @dataclass
 class RunSummary:
     run_dir: str
     final: dict[str, Any]
-    history: pd.DataFrame
-    per_user: pd.DataFrame | None = None
+    history: "pd.DataFrame"
+    per_user: "pd.DataFrame | None" = None
 
 
 # --- command line ------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m adc_dist.train", description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1],
-        allow_abbrev=False)
+def build_parser() -> Parser:
+    p = Parser(prog="python -m adc_dist.train", description=__doc__.split("\n\n")[0],
+               epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--config", help="YAML file of config fields; flags override it")
     p.add_argument("--local", action="store_true",
                    help="run the loop in this process (torchrun sets the world size) instead of Ray Train")
-    p.add_argument("--smoke-test", "--smoke_test", action="store_true", dest="smoke_test",
+    p.add_argument("--smoke-test", action="store_true", dest="smoke_test",
                    help="tiny model, 2 epochs: checks the installation in about a minute")
-    p.add_argument("--per-user", "--per_user", action="store_true", dest="per_user",
+    p.add_argument("--per-user", action="store_true", dest="per_user",
                    help="also write per-user test metrics (per_user_test.parquet)")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    p.add_argument("--verbose", action="store_true",
+                   help="also show Ray's own log lines (by default they go to Ray's session log files)")
     cfg = p.add_argument_group("config fields (see adc_dist/config.py)")
     defaults = TrainConfig()
     for name in FIELD_NAMES:
-        flags = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
+        flags = [f"--{name}"]  # the Parser adds the --dash-case spelling
         default = getattr(defaults, name)
         kw: dict[str, Any] = {"dest": f"cfg_{name}", "default": None, "metavar": "V",
                               "help": f"default: {default}"}
@@ -80,20 +81,32 @@ SMOKE = {"d": 16, "epochs": 2, "batch_size": 4096, "topk": [10, 20], "early_stop
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """File, then --smoke-test, then flags; a bad value's error names which of them gave it."""
     values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
     if args.config:
-        values.update(load_yaml(args.config))
+        loaded = load_yaml(absolute(args.config))
+        values.update(loaded)
+        sources.update({k: f"config file {args.config}" for k in loaded})
     if args.smoke_test:
         values.update(SMOKE)
+        sources.update({k: "--smoke-test" for k in SMOKE})
     for name in FIELD_NAMES:
         v = getattr(args, f"cfg_{name}")
         if v is not None:
-            values[name] = coerce(name, v)
-    return from_mapping(values, where=args.config or "command line")
+            values[name] = v
+            sources[name] = f"flag --{name}"
+    return from_mapping(values, where=args.config or "command line", sources=sources)
 
 
 # --- resolution and checks (all before Ray starts) -----------------------------------------
 def resolve(cfg: TrainConfig, *, local: bool = False) -> TrainConfig:
+    """Name, absolute paths and worker count, all before Ray starts (workers run elsewhere)."""
+    import torch
+
+    from adc_dist.train import run_dir as rd
+
+    absolutize_env()
     changes: dict[str, Any] = {}
     if cfg.resume and cfg.name is None:
         raise AdcError("--resume needs the --name of the run to continue")
@@ -101,8 +114,13 @@ def resolve(cfg: TrainConfig, *, local: bool = False) -> TrainConfig:
         changes["name"] = f"{rd.slug(cfg.task)}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
     else:
         rd.check_name(cfg.name)
-    if cfg.data_root is None and os.environ.get("ADC_DATA_ROOT"):
-        changes["data_root"] = os.environ["ADC_DATA_ROOT"]
+    data_root = absolute(cfg.data_root or os.environ.get("ADC_DATA_ROOT"))
+    if data_root != cfg.data_root:
+        changes["data_root"] = data_root
+    # The default ./runs is ~/adc_dist/runs inside a Ray job (its working dir is a temporary copy).
+    storage = default_storage("runs") if cfg.storage_path == TrainConfig.storage_path else absolute(cfg.storage_path)
+    if storage != cfg.storage_path:
+        changes["storage_path"] = storage
     if cfg.num_workers == 0 and (local or not os.environ.get("RAY_ADDRESS")):
         # On a cluster (RAY_ADDRESS) the default is taken from its resources once connected.
         changes["num_workers"] = 1 if local else default_num_workers(cfg, torch.cuda.device_count(), os.cpu_count() or 1)
@@ -118,6 +136,8 @@ def default_num_workers(cfg: TrainConfig, gpus: float, cpus: float) -> int:
 
 def check_resources(cfg: TrainConfig, *, local: bool) -> None:
     """Refuse what this machine cannot run; a remote cluster is checked after connecting."""
+    import torch
+
     if cfg.use_gpu and not os.environ.get("RAY_ADDRESS") and not torch.cuda.is_available():
         raise AdcError("--use_gpu was given but no CUDA GPU is visible here (torch.cuda.is_available() is "
                        "False); drop --use_gpu to train on CPU, or submit to a GPU cluster with ray job submit")
@@ -137,13 +157,14 @@ def check_resources(cfg: TrainConfig, *, local: bool) -> None:
 def _ray_worker(config: dict[str, Any]) -> dict[str, Any]:
     """train_loop_per_worker: rebuild the config, run the plain loop, gather node ids."""
     import ray
+    import torch.distributed as dist
 
     from adc_dist.train.loop import fit
-    from adc_dist.train.reporting import RayTrainReporter
+    from adc_dist.train.ray_output import worker_reporter
 
     cfg = from_mapping(config["cfg"])
     _quiet_ray_report_log()
-    reporter = RayTrainReporter(quiet=config.get("quiet", False))
+    reporter = worker_reporter(quiet=config.get("quiet", False), lines=config.get("lines"))
     out = fit(cfg, reporter, per_user=config.get("per_user", False))
     node = ray.get_runtime_context().get_node_id()
     nodes: list[Any] = [None] * reporter.world
@@ -157,8 +178,6 @@ def _ray_worker(config: dict[str, Any]) -> dict[str, Any]:
 
 def _quiet_ray_report_log() -> None:
     """Train V2 logs every report (all metrics) at INFO: our epoch line already says it."""
-    import logging
-
     try:
         from ray.train.v2._internal.execution import context
     except ImportError:  # a Ray without that module: nothing to quiet
@@ -167,10 +186,16 @@ def _quiet_ray_report_log() -> None:
 
 
 def build_trainer(cfg: TrainConfig, *, callbacks: Sequence[Any] | None = None, quiet: bool = False,
-                  per_user: bool = False, controller_failure_limit: int | None = None):
-    """A TorchTrainer for ``cfg`` (name and num_workers resolved). Ray must be importable."""
+                  per_user: bool = False, controller_failure_limit: int | None = None, lines: Any = None):
+    """A TorchTrainer for ``cfg`` (name, paths and num_workers resolved). Ray must be importable.
+
+    ``lines``: a ``ray.util.queue.Queue`` that rank 0 puts its progress lines into (the
+    driver prints them); without it rank 0 prints them itself.
+    """
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
+
+    from adc_dist.train import run_dir as rd
 
     failure = FailureConfig(max_failures=cfg.max_failures)
     if controller_failure_limit is not None:
@@ -181,7 +206,7 @@ def build_trainer(cfg: TrainConfig, *, callbacks: Sequence[Any] | None = None, q
     env["RAY_TRAIN_ENABLE_PRINT_PATCH"] = "0"
     return TorchTrainer(
         _ray_worker,
-        train_loop_config={"cfg": cfg.to_dict(), "quiet": quiet, "per_user": per_user},
+        train_loop_config={"cfg": cfg.to_dict(), "quiet": quiet, "per_user": per_user, "lines": lines},
         torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                      resources_per_worker={"CPU": cfg.cpus_per_worker}),
@@ -197,9 +222,11 @@ def build_trainer(cfg: TrainConfig, *, callbacks: Sequence[Any] | None = None, q
     )
 
 
-def _connect_ray(cfg: TrainConfig, *, quiet: bool) -> TrainConfig:
+def _connect_ray(cfg: TrainConfig, *, verbose: bool) -> TrainConfig:
     """Start or join Ray; on a cluster, pick the default worker count from its resources."""
     import ray
+
+    from adc_dist.train.ray_output import init_kwargs, start_ray
 
     if not ray.is_initialized():
         if not os.environ.get("RAY_ADDRESS"):
@@ -208,7 +235,7 @@ def _connect_ray(cfg: TrainConfig, *, quiet: bool) -> TrainConfig:
         # RAY_ADDRESS (set by `ray job submit`) connects to the cluster; else a local one.
         # The dashboard stays on: it serves the State API that Train V2's placement-group
         # cleaner polls (without it, a warning every second).
-        ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=not quiet)
+        start_ray(address=os.environ.get("RAY_ADDRESS"), **init_kwargs(verbose))
     res = ray.cluster_resources()
     if cfg.num_workers == 0:
         cfg = cfg.replace(num_workers=default_num_workers(cfg, res.get("GPU", 0), res.get("CPU", 1)))
@@ -219,14 +246,27 @@ def _connect_ray(cfg: TrainConfig, *, quiet: bool) -> TrainConfig:
 
 
 def _fit_with_ray(cfg: TrainConfig, *, quiet: bool, per_user: bool) -> dict[str, Any]:
-    result = build_trainer(cfg, quiet=quiet, per_user=per_user).fit()
+    """Fit under Ray Train; a worker's AdcError comes back as that AdcError (one line)."""
+    from adc_dist.train import run_dir as rd
+    from adc_dist.train.ray_output import LinePrinter
+    from adc_dist.train.run_guard import ray_storage_error
+
+    with LinePrinter(enabled=not quiet) as printer:
+        try:
+            result = build_trainer(cfg, quiet=quiet, per_user=per_user, lines=printer.queue).fit()
+        except Exception as e:  # noqa: BLE001 - Train V2 raises what its workers raised, wrapped
+            raise_user_error(ray_storage_error(e, rd.run_dir_of(cfg)) or e)
     if result.error is not None:
-        raise ray_storage_error(result.error, rd.run_dir_of(cfg)) or result.error
+        raise_user_error(ray_storage_error(result.error, rd.run_dir_of(cfg)) or result.error)
     return result.return_value
 
 
 def _fit_local(cfg: TrainConfig, run_dir: str, *, quiet: bool, per_user: bool) -> dict[str, Any]:
+    import torch.distributed as dist
+
+    from adc_dist.train import run_dir as rd
     from adc_dist.train.loop import fit
+    from adc_dist.train.reporting import LocalReporter
 
     started_pg = False
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
@@ -244,9 +284,13 @@ def _fit_local(cfg: TrainConfig, run_dir: str, *, quiet: bool, per_user: bool) -
             dist.destroy_process_group()
 
 
-def run(cfg: TrainConfig, *, local: bool = False, quiet: bool = False, per_user: bool = False) -> RunSummary:
+def run(cfg: TrainConfig, *, local: bool = False, quiet: bool = False, per_user: bool = False,
+        verbose: bool = False) -> RunSummary:
     """Validate, prepare the data, train, and write the run directory. See the module doc."""
+    from adc_dist.train import run_dir as rd
     from adc_dist.train.loop import prepare_task
+    from adc_dist.train.memory import check_fits, local_workers
+    from adc_dist.train.run_guard import open_run
 
     cfg = resolve(cfg, local=local)
     check_resources(cfg, local=local)
@@ -257,14 +301,20 @@ def run(cfg: TrainConfig, *, local: bool = False, quiet: bool = False, per_user:
     check_fits(cfg, task.n_users, task.n_items, workers_here=local_workers(cfg, local))
     # Locked and checked before Ray starts; removed again if the run fails before a checkpoint.
     with (open_run(cfg) if rank0 else nullcontext(rd.run_dir_of(cfg))) as run_dir:
-        return _train(cfg, task, run_dir, local=local, quiet=quiet, per_user=per_user)
+        return _train(cfg, task, run_dir, local=local, quiet=quiet, per_user=per_user, verbose=verbose)
 
 
-def _train(cfg: TrainConfig, task: Any, run_dir: str, *, local: bool, quiet: bool, per_user: bool) -> RunSummary:
+def _train(cfg: TrainConfig, task: Any, run_dir: str, *, local: bool, quiet: bool, per_user: bool,
+           verbose: bool = False) -> RunSummary:
     """In the locked run directory: start or join Ray (unless local), train, write the results."""
+    import pandas as pd
+    import torch
+
+    from adc_dist.train import run_dir as rd
+
     rank0 = int(os.environ.get("RANK", "0")) == 0
     if not local:
-        cfg = _connect_ray(cfg, quiet=quiet)
+        cfg = _connect_ray(cfg, verbose=verbose)
     if rank0:
         rd.write_config(f"{run_dir}/config.yaml", cfg)
         if not quiet:
@@ -302,18 +352,17 @@ def summary_table(final: dict[str, Any], domains: Sequence[str], topk: Sequence[
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args, extra = build_parser().parse_known_args(argv)
-    if extra:  # argparse would exit with a usage dump; say which key was meant instead
-        flag = next((e for e in extra if e.startswith("--")), extra[0])
-        if not flag.startswith("--"):
-            raise AdcError(f"unexpected argument {flag!r}; config values are given as --key value")
-        raise unknown_key_error(flag[2:].split("=")[0].replace("-", "_"), "command line",
-                                FIELD_NAMES + ("config", "local", "smoke_test", "per_user", "quiet"))
-    cfg = config_from_args(args)
-    summary = run(cfg, local=args.local, quiet=args.quiet, per_user=args.per_user)
+    absolutize_env()
+    t0 = time.time()
+    args = build_parser().parse_args(argv)
+    cfg = config_from_args(args)  # parsed and validated before torch and Ray are imported
+    summary = run(cfg, local=args.local, quiet=args.quiet, per_user=args.per_user, verbose=args.verbose)
     if int(os.environ.get("RANK", "0")) == 0:
         domains = cfg.domains or [c[len("loss_"):] for c in summary.history.columns if c.startswith("loss_")]
         print(f"\nbest epoch {summary.final['best_epoch']} of {summary.final['epochs_run']}")
         print(summary_table(summary.final, domains, cfg.topk))
         print(f"\nrun directory: {summary.run_dir}")
+        if args.smoke_test:
+            print(f"smoke test passed in {time.time() - t0:.0f} s: the installation trains, evaluates and "
+                  "writes its run directory")
     return 0

@@ -9,7 +9,14 @@
         --tasks six --gpus-per-worker 0.25 --storage s3://bucket/sweeps
     python -m adc_dist.report sweeps/<name>                          # best configs + figures
 
-Everything (space, tasks, data, resources, storage) is checked before Ray starts. Each
+Every flag has a --dash-case and an --under_score spelling. Everything (space, tasks,
+data, resources, storage) is checked before torch and Ray are imported or started, and every
+path made absolute (trials run in directories of their own); the default storage is
+./sweeps, or ~/adc_dist/sweeps inside a `ray job submit` (whose working directory is a
+temporary copy). Progress: one line per finished trial and a bar with an ETA (tqdm, on
+stderr); Ray's own logs stay in its session log files (--verbose shows them). A trial that
+fails on bad input (an AdcError: bad data, impossible settings) is recorded like any failed
+trial; once the sweep is over the command prints its one `error: ...` line, exit status 2. Each
 trial trains through ``adc_dist.trial.run_trial`` (the loop of ``adc_dist.train``); the
 results land in ``<storage>/<name>/{trials,trial_metrics,history}.parquet`` (docs/tune.md).
 This module is the Ray edge and the command line; the logic lives in plan, search_space,
@@ -29,21 +36,20 @@ from typing import Any, Sequence
 
 import yaml
 
-from adc_dist.errors import AdcError
-from adc_dist.tune.records import TRIALS_FILE
-from adc_dist.tune.plan import (FORWARDED_ENV, SPACE_FILE, SWEEP_FILE, SweepPlan, locked, parse_set, plan_sweep,
-                                raw_of)
-from adc_dist.tune.results import open_storage
+from adc_dist.argparser import Parser
+from adc_dist.errors import AdcError, find_adc_error
+from adc_dist.paths import FORWARDED_ENV, absolute, absolutize_env
+from adc_dist.tune.plan import SPACE_FILE, SWEEP_FILE, SweepPlan, locked, parse_set, plan_sweep, raw_of
 from adc_dist.tune.search_space import SearchSpace
 
 # ---------------------------------------------------------------------------- running
 def run_sweep(space: str | os.PathLike | SearchSpace | None = None, tasks: str | Sequence[str] | None = None, *,
               quiet: bool = False, ray_init: dict[str, Any] | None = None, flush_every_s: float = 30.0,
-              status_every_s: float = 60.0, controller_failure_limit: int | None = None,
-              **options: Any) -> str:
+              status_every_s: float = 60.0, controller_failure_limit: int | None = None, verbose: bool = False,
+              bar: bool | None = None, **options: Any) -> str:
     """Run (or resume) a sweep and return its results directory (a local path or URI).
 
-    ``options`` are :func:`plan_sweep`'s keywords (name, storage, resume, extend,
+    ``bar``: draw the trials' progress bar (default: unless ``quiet``). ``options`` are :func:`plan_sweep`'s keywords (name, storage, resume, extend,
     num_samples, scheduler, max_concurrent, time_budget_s, seed, num_workers,
     cpus_per_worker, gpus_per_worker, set_values, ...). ``ray_init``: extra ``ray.init``
     arguments when this call starts Ray (tests: small object store).
@@ -52,18 +58,26 @@ def run_sweep(space: str | os.PathLike | SearchSpace | None = None, tasks: str |
     if not quiet:
         print(plan.describe(), flush=True)
     run_planned(plan, options, quiet=quiet, ray_init=ray_init, flush_every_s=flush_every_s,
-                status_every_s=status_every_s, controller_failure_limit=controller_failure_limit)
+                status_every_s=status_every_s, controller_failure_limit=controller_failure_limit, verbose=verbose,
+                bar=bar)
     return plan.results.uri
 
 
 def run_planned(plan: SweepPlan, options: dict[str, Any], *, quiet: bool = False,
                 ray_init: dict[str, Any] | None = None, flush_every_s: float = 30.0, status_every_s: float = 60.0,
-                controller_failure_limit: int | None = None) -> int:
-    """Run a validated plan; return how many of its trials ended (ok, stopped or error)."""
+                controller_failure_limit: int | None = None, verbose: bool = False, bar: bool | None = None,
+                raise_input_errors: bool = False) -> int:
+    """Run a validated plan; return how many of its trials ended (ok, stopped or error).
+
+    Failed trials are recorded (status "error") and the sweep goes on. With
+    ``raise_input_errors`` (the command line), a trial that failed on bad input (an AdcError)
+    then ends the command as that one ``error: ...`` line, as ``train --local`` would.
+    """
     with locked(plan):  # one driver per sweep directory, taken before anything is written
         _write_sweep_file(plan, options)
         return _fit(plan, quiet=quiet, ray_init=ray_init or {}, flush_every_s=flush_every_s,
-                    status_every_s=status_every_s, controller_failure_limit=controller_failure_limit)
+                    status_every_s=status_every_s, controller_failure_limit=controller_failure_limit,
+                    verbose=verbose, bar=not quiet if bar is None else bar, raise_input_errors=raise_input_errors)
 
 
 def _write_sweep_file(plan: SweepPlan, options: dict[str, Any]) -> None:
@@ -90,7 +104,8 @@ def _write_sweep_file(plan: SweepPlan, options: dict[str, Any]) -> None:
 
 
 def _fit(plan: SweepPlan, *, quiet: bool, ray_init: dict[str, Any], flush_every_s: float,
-         status_every_s: float, controller_failure_limit: int | None) -> int:
+         status_every_s: float, controller_failure_limit: int | None, verbose: bool = False,
+         bar: bool = True, raise_input_errors: bool = False) -> int:
     """Run the Tuner; return how many trials of this sweep the Parquet holds as ended."""
     import ray
     from ray import tune
@@ -98,6 +113,9 @@ def _fit(plan: SweepPlan, *, quiet: bool, ray_init: dict[str, Any], flush_every_
 
     from adc_dist.tune.trial import TrialSettings, run_trial
     from adc_dist.tune.hooks import PerTaskScheduler, SweepCallback, finished_trials, make_asha
+    from adc_dist.train.run_dir import slug
+    from adc_dist.train.ray_output import init_kwargs, start_ray
+    from adc_dist.tune.progress import TrialBar
 
     # Tune warns whenever a checkpoint forces an experiment snapshot; with one checkpoint per
     # epoch that is every few seconds and says nothing the user must act on.
@@ -108,12 +126,12 @@ def _fit(plan: SweepPlan, *, quiet: bool, ray_init: dict[str, Any], flush_every_
         env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
         # log_to_driver=False: the driver prints one line per trial (tune_hooks); the trials'
         # own logs stay in Ray's session logs, their errors in the Parquet and Tune's trial dirs.
-        kwargs: dict[str, Any] = {"address": os.environ.get("RAY_ADDRESS"), "log_to_driver": False,
+        kwargs: dict[str, Any] = {"address": os.environ.get("RAY_ADDRESS"), **init_kwargs(verbose),
                                   "runtime_env": {"env_vars": env} if env else None}
         if not os.environ.get("RAY_ADDRESS"):
             kwargs["include_dashboard"] = False
         kwargs.update(ray_init)
-        ray.init(**kwargs)
+        start_ray(**kwargs)
 
     tune_root = plan.results.child("tune")
     train_storage = plan.results.child("train").uri
@@ -149,17 +167,18 @@ def _fit(plan: SweepPlan, *, quiet: bool, ray_init: dict[str, Any], flush_every_
                 scheduler=scheduler, num_samples=plan.num_samples, time_budget_s=plan.time_budget_s,
                 # One worker per trial: keep the trial processes (torch imported, data cached).
                 reuse_actors=plan.num_workers == 1,
-                trial_dirname_creator=lambda trial: f"{trial.config['task']}_{trial.trial_id}"),
+                # A file:<path> task holds '/' and ':', which Tune refuses in a directory name.
+                trial_dirname_creator=lambda trial: f"{slug(trial.config['task'])}_{trial.trial_id}"),
             run_config=tune.RunConfig(
                 name=plan.experiment, storage_path=tune_root.root, storage_filesystem=tune_root.fs,
-                callbacks=[callback], verbose=0,
+                callbacks=[callback, TrialBar(plan.trials, enabled=bar)], verbose=0,
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),  # the newest may be torn by a kill
                 failure_config=tune.FailureConfig(max_failures=0)),
         )
     # --extend: the sweep's earlier runs are in the Parquet already; count this run's only.
     before = 0 if plan.resume else sum(sweep_status(plan.results.uri, plan.name).values())
     t0 = time.time()
-    tuner.fit()
+    grid = tuner.fit()
     counts = sweep_status(plan.results.uri, plan.name)
     done = sum(counts.values()) - before
     if not quiet:
@@ -169,7 +188,20 @@ def _fit(plan: SweepPlan, *, quiet: bool, ray_init: dict[str, Any], flush_every_
         # Tune returns normally after Ctrl-C (it saved its state first): say how to go on.
         print(f"the sweep stopped with {done} of {plan.trials} trials done; continue it with: python -m "
               f"adc_dist.tune --name {plan.name} --storage '{_parent_uri(plan)}' --resume", file=sys.stderr, flush=True)
+    if raise_input_errors:
+        _raise_trial_input_error(grid, plan.results.uri)
     return done
+
+
+def _raise_trial_input_error(grid: Any, results_uri: str) -> None:
+    """A trial that failed on bad input (an AdcError) ends the command with that one line, as
+    ``python -m adc_dist.train --local`` would; other failures stay in the Parquet as errors."""
+    failed = [r.error for r in grid if r.error is not None]
+    found = [e for e in map(find_adc_error, failed) if e is not None]
+    if found:
+        more = (f" ({len(found)} of {len(grid)} trials failed this way; the others' results: {results_uri})"
+                if len(grid) > 1 else "")
+        raise AdcError(f"{found[0]}{more}")
 
 
 def _parent_uri(plan: SweepPlan) -> str:
@@ -180,7 +212,8 @@ def _parent_uri(plan: SweepPlan) -> str:
 
 def sweep_status(results_uri: str, sweep: str | None = None) -> dict[str, int]:
     """Trials per status (ok, stopped, error) in a results directory, from its Parquet."""
-    from adc_dist.tune.records import TRIALS_SCHEMA
+    from adc_dist.tune.records import TRIALS_FILE, TRIALS_SCHEMA
+    from adc_dist.tune.results import open_storage
 
     table = open_storage(results_uri).read_table(TRIALS_FILE, TRIALS_SCHEMA)
     if table is None:
@@ -192,15 +225,14 @@ def sweep_status(results_uri: str, sweep: str | None = None) -> dict[str, int]:
 
 
 # ---------------------------------------------------------------------------- CLI
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m adc_dist.tune", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1], allow_abbrev=False)
+def build_parser() -> Parser:
+    p = Parser(prog="python -m adc_dist.tune", description=__doc__.split("\n\n")[0],
+               epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--space", help="search space YAML (tune_spaces/*.yaml; format in docs/tune.md)")
     p.add_argument("--tasks", help="'six' (default), 'all', or task names a,b (python -m adc_dist.data list)")
     p.add_argument("--name", help="sweep name (default <space>-<date>-<time>); the results directory")
-    p.add_argument("--storage", default="sweeps", help="parent of the results directory: a local path or a "
-                   "pyarrow URI, e.g. s3://bucket/sweeps?endpoint_override=host:port (default ./sweeps)")
+    p.add_argument("--storage", help="parent of the results directory: a local path or a pyarrow URI, e.g. "
+                   "s3://bucket/sweeps?endpoint_override=host:port (default ./sweeps; ~/adc_dist/sweeps in a Ray job)")
     p.add_argument("--num-samples", type=int, help="repeat the grid N times, drawing the random keys anew")
     p.add_argument("--scheduler", choices=("asha", "fifo"), help="asha: stop weak trials early (per task, "
                    "on the validation metric); fifo: run every trial to the end")
@@ -225,10 +257,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-checkpoints", action="store_true", help="keep finished trials' checkpoints")
     p.add_argument("--dry-run", action="store_true", help="validate and print the plan; start nothing")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--verbose", action="store_true", help="also show Ray's own log lines")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    absolutize_env()
     args = build_parser().parse_args(argv)
     options = dict(name=args.name, storage=args.storage, resume=args.resume, extend=args.extend,
                    num_samples=args.num_samples, scheduler=args.scheduler, grace_period=args.grace_period,
@@ -238,10 +272,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                    set_values=parse_set(args.set_values), checkpoint_every=args.checkpoint_every,
                    keep_checkpoints=args.keep_checkpoints, retry_errored=args.retry_errored)
     if args.dry_run:
-        print(plan_sweep(args.space, args.tasks, **options).describe())
+        print(plan_sweep(absolute(args.space), args.tasks, **options).describe())
         return 0
-    plan = plan_sweep(args.space, args.tasks, **options)
+    plan = plan_sweep(absolute(args.space), args.tasks, **options)
     if not args.quiet:
         print(plan.describe(), flush=True)
-    done = run_planned(plan, options, quiet=args.quiet)
+    done = run_planned(plan, options, quiet=args.quiet, verbose=args.verbose, raise_input_errors=True)
     return 0 if done >= plan.trials or (plan.time_budget_s and done) else 1

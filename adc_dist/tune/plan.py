@@ -12,20 +12,20 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import yaml
 
 from adc_dist.errors import AdcError
 from adc_dist.inputs import decode_text, load_yaml_text
-from adc_dist.train.locks import DirLock
-from adc_dist.train.run_dir import check_name, slug
-from adc_dist.tune.results import Storage, open_storage
+from adc_dist.paths import absolute, absolutize_env, default_storage
 from adc_dist.tune.search_space import SearchSpace, load_space, parse_space
+
+if TYPE_CHECKING:  # pyarrow and pandas load only once the flags and the space are checked
+    from adc_dist.tune.results import Storage
 
 SWEEP_FILE = "sweep.json"
 SPACE_FILE = "space.yaml"
-FORWARDED_ENV = ("ADC_DATA_ROOT", "ADC_CACHE_DIR", "ADC_DATA_MIRROR")
 
 
 @dataclass
@@ -35,7 +35,7 @@ class SweepPlan:
     name: str
     space: SearchSpace
     tasks: list[str]
-    results: Storage  # <storage>/<name>
+    results: "Storage"  # <storage>/<name>
     experiment: str  # Tune experiment under <results>/tune/
     resume: bool
     num_samples: int
@@ -85,7 +85,7 @@ def parse_set(items: Sequence[str] | None) -> dict[str, Any]:
 
 
 def plan_sweep(space: str | os.PathLike | SearchSpace | None = None, tasks: str | Sequence[str] | None = None, *,
-               name: str | None = None, storage: str = "sweeps", resume: bool = False, extend: bool = False,
+               name: str | None = None, storage: str | None = None, resume: bool = False, extend: bool = False,
                num_samples: int | None = None, scheduler: str | None = None, grace_period: int | None = None,
                reduction_factor: float | None = None, max_concurrent: int | None = None,
                time_budget_s: float | None = None, seed: int = 0, num_workers: int | None = None,
@@ -93,15 +93,20 @@ def plan_sweep(space: str | os.PathLike | SearchSpace | None = None, tasks: str 
                set_values: dict[str, Any] | None = None, checkpoint_every: int = 1,
                keep_checkpoints: bool = False, retry_errored: bool = False,
                prepare_data: bool = True, check_local_resources: bool = True) -> SweepPlan:
-    """Validate a sweep completely before Ray starts; raise AdcError on the first problem."""
-    from adc_dist.data import resolve_tasks
+    """Validate a sweep completely before Ray starts; raise AdcError on the first problem.
+
+    Paths (storage, space, data root, the environment's) are made absolute here: the trials
+    run in directories of their own. ``storage`` None: ./sweeps (~/adc_dist/sweeps in a Ray job).
+    """
+    absolutize_env()
+    storage = absolute(storage) if storage else default_storage("sweeps")
+    if isinstance(space, (str, os.PathLike)):
+        space = absolute(space)
 
     if resume and extend:
         raise AdcError("--resume continues the last run of a sweep, --extend adds a new one: choose one")
     if (resume or extend) and not name:
         raise AdcError(f"--{'resume' if resume else 'extend'} needs the --name of the sweep")
-    if name is not None:
-        check_name(name)
     for flag, v, lo in (("--num-samples", num_samples, 1), ("--max-concurrent", max_concurrent, 1),
                         ("--grace-period", grace_period, 1), ("--num-workers", num_workers, 1)):
         if v is not None and v < lo:
@@ -114,7 +119,18 @@ def plan_sweep(space: str | os.PathLike | SearchSpace | None = None, tasks: str 
         raise AdcError(f"--checkpoint-every must be >= 0 (got {checkpoint_every})")
     if retry_errored and not resume:
         raise AdcError("--retry-errored goes with --resume")
+    # The space (and --set) first: its errors come before pandas, pyarrow and the data load.
+    early = None
+    if not resume and space is not None:
+        early = (parse_space(raw_of(space), where=space.path, overrides=set_values) if isinstance(space, SearchSpace)
+                 else load_space(space, overrides=set_values))
 
+    from adc_dist.data import resolve_tasks
+    from adc_dist.train.run_dir import check_name, slug
+    from adc_dist.tune.results import open_storage
+
+    if name is not None:
+        check_name(name)
     root = open_storage(storage)
     saved: dict[str, Any] = {}
     if name is None:
@@ -166,10 +182,8 @@ def plan_sweep(space: str | os.PathLike | SearchSpace | None = None, tasks: str 
     else:
         if space is None:
             raise AdcError("give --space FILE (a search space, see tune_spaces/)")
-        if isinstance(space, SearchSpace):
-            sp = parse_space(raw_of(space), where=space.path, overrides=overrides)
-        else:
-            sp = load_space(space, overrides=overrides)
+        assert early is not None
+        sp = early
         task_list = list(tasks) if isinstance(tasks, (list, tuple)) else resolve_tasks(tasks or "six")
         if not task_list:
             raise AdcError("--tasks names no task")
@@ -201,8 +215,13 @@ def plan_sweep(space: str | os.PathLike | SearchSpace | None = None, tasks: str 
     resources = {k: v for k, v in resources.items() if v}
     if check_local_resources and not os.environ.get("RAY_ADDRESS"):
         _check_local_resources(nw, cpw, gpw)
-    sp = parse_space(raw_of(sp), where=sp.path,
-                     overrides={"num_workers": nw, "cpus_per_worker": cpw, "use_gpu": gpw > 0})
+    placed = {"num_workers": nw, "cpus_per_worker": cpw, "use_gpu": gpw > 0}
+    # Trials run in directories of their own (and on other nodes, whose environment may
+    # differ): the data root travels in the config, absolute against the user's directory.
+    root = base.data_root or os.environ.get("ADC_DATA_ROOT")
+    if root:
+        placed["data_root"] = absolute(root)
+    sp = parse_space(raw_of(sp), where=sp.path, overrides=placed, override_source="flag")
 
     if prepare_data:
         _prepare_tasks(sp, task_list)
@@ -221,6 +240,8 @@ def locked(plan: SweepPlan) -> Iterator[SweepPlan]:
     Taken before anything is written; what ``plan_sweep`` saw is checked again under the
     lock, since another driver may have started the same sweep since it was planned.
     """
+    from adc_dist.train.locks import DirLock
+
     parent = plan.results.root.rstrip("/").rsplit("/", 1)[0]
     with DirLock(parent, plan.name, what="sweep", fs=plan.results.fs):
         saved = json.loads(plan.results.read_bytes(SWEEP_FILE)) if plan.results.exists(SWEEP_FILE) else {}
@@ -278,12 +299,16 @@ def _prepare_tasks(space: SearchSpace, tasks: list[str]) -> None:
     """Load (and cache) every task's split once here: bad data stops the sweep before Ray starts."""
     from adc_dist.train.loop import prepare_task
 
+    from adc_dist.progress import bar
+
     base = space.base_config()
     seeds = space.search["seed"].values if "seed" in space.search and space.search["seed"].values else [base.seed]
-    for task in tasks:
-        for seed in seeds:
-            try:
-                prepare_task(base.replace(task=task, seed=seed, data_root=base.data_root
-                                          or os.environ.get("ADC_DATA_ROOT")))
-            except AdcError as e:
-                raise AdcError(f"task {task}: {e}") from None
+    with bar(len(tasks) * len(seeds), "prepare", unit="split", enabled=len(tasks) * len(seeds) > 1) as progress:
+        for task in tasks:
+            for seed in seeds:
+                try:
+                    prepare_task(base.replace(task=task, seed=seed, data_root=base.data_root
+                                              or os.environ.get("ADC_DATA_ROOT")))
+                except AdcError as e:
+                    raise AdcError(f"task {task}: {e}") from None
+                progress.update(1)

@@ -15,7 +15,6 @@ figures never select on the test set.
 
 from __future__ import annotations
 
-import argparse
 import io
 from typing import Any
 
@@ -242,13 +241,16 @@ def render(res: Results, out, metric: str = "ndcg", n: int = 10) -> list[str]:
 
 # ---------------------------------------------------------------------------- CLI
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m adc_dist.report", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    from adc_dist.argparser import Parser
+    from adc_dist.paths import absolute
+
+    ap = Parser(prog="python -m adc_dist.report", description=__doc__.split("\n\n")[0])
     ap.add_argument("results", help="results directory of a sweep: a local path or a URI (s3://...)")
     ap.add_argument("--out", help="where to write the PNGs (default: RESULTS/figures)")
     ap.add_argument("--metric", default="ndcg@10", help="metric of the *_vs_* figures (default ndcg@10)")
     ap.add_argument("--sweep", help="only this sweep's trials (a directory may hold several)")
     args = ap.parse_args(argv)
+    args.results, args.out = absolute(args.results), absolute(args.out)
     metric, _, n = args.metric.partition("@")
     if metric not in ("ndcg", "recall") or not n.isdigit():
         raise AdcError(f"--metric must be ndcg@N or recall@N (got {args.metric!r})")

@@ -216,7 +216,8 @@ def load_space(path: str | os.PathLike, overrides: Mapping[str, Any] | None = No
     return parse_space(raw if raw is not None else {}, where=inputs.show(p), overrides=overrides)
 
 
-def parse_space(raw: Any, where: str = "search space", overrides: Mapping[str, Any] | None = None) -> SearchSpace:
+def parse_space(raw: Any, where: str = "search space", overrides: Mapping[str, Any] | None = None,
+                override_source: str = "--set") -> SearchSpace:
     if not isinstance(raw, dict):
         raise AdcError(f"{where} must be a mapping with sections {', '.join(SECTIONS)} (found a {type(raw).__name__})")
     for key in raw:
@@ -232,10 +233,17 @@ def parse_space(raw: Any, where: str = "search space", overrides: Mapping[str, A
 
     fixed_raw = _mapping(raw.get("fixed"), f"{where}: fixed")
     fixed_raw.update(overrides or {})
+    # A bad --set value is blamed on --set, not on the space file it overrides.
+    blame = {k: f"{override_source} {k}={v}" for k, v in (overrides or {}).items()}
     fixed = {}
     for key, value in fixed_raw.items():
-        _check_key(key, f"{where}: fixed")
-        fixed[key] = coerce(key, value)
+        _check_key(key, blame.get(key, f"{where}: fixed"))
+        try:
+            fixed[key] = coerce(key, value)
+        except AdcError as e:
+            raise AdcError(f"{e} (from {blame[key]})" if key in blame else str(e)) from None
+    if blame:
+        from_mapping(fixed, where=f"{where}: fixed", sources=blame)
 
     search_raw = _mapping(raw.get("search"), f"{where}: search")
     if not search_raw:
@@ -417,4 +425,4 @@ def _validate_against_config(space: SearchSpace, where: str) -> None:
 
 
 def _strip(e: AdcError) -> str:
-    return str(e).replace("invalid config:\n  ", "").replace("\n  ", "; ")
+    return str(e).replace("invalid config: ", "", 1)

@@ -23,7 +23,7 @@ def _settings(*argv):
     (["--set", "lr=0.1"], "the comparison sets 'lr' itself"),
     (["--set", "dd=8"], "did you mean d"),
     (["--set", "d=-1"], "d must be > 0"),
-    (["--frobnicate"], "unrecognized arguments: --frobnicate"),
+    (["--frobnicate"], "unknown flag --frobnicate"),
 ])
 def test_bad_flags_raise_one_clear_error(argv, message):
     with pytest.raises(AdcError, match=message):

@@ -1,13 +1,22 @@
-"""`ray job submit --working-dir . -- python -m adc_dist.train` against a head started here.
+"""The README's "Submit it as a Ray job" section, run as written against a head started here.
 
-The test starts its own head on 127.0.0.1 (own ports, own temp dir, its own process
-group) and stops only that group: never a global `ray stop`.
+The head and the client use the README's `RAY_AUTH_MODE=token` and its token command (the
+test's HOME is its own, so the token in ~/.ray/auth_token is too), the job command is the
+README's line,
+and the job's default storage must be an absolute path under that HOME, never Ray's
+temporary copy of the working directory. The working directory is a copy of the checkout
+with runs/ and sweeps/ in it: the upload must leave them out (.gitignore).
+The only changes to the README's commands are this test's own ports and temp dir (another
+Ray on this machine must not collide with it), and `--block` to own the head's processes.
+The test stops only its own process group: never a global `ray stop`.
 """
 
 from __future__ import annotations
 
-import json
 import os
+import re
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,30 +24,68 @@ import time
 import urllib.request
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from procs import free_port, ray_cli
 
 REPO = Path(__file__).resolve().parents[2]
 
-pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(420)]
+
+
+def readme_job_section_lines() -> list[str]:
+    text = (REPO / "README.md").read_text()
+    section = text.split("## Submit it as a Ray job", 1)[1].split("\n## ", 1)[0]
+    return [ln[4:].split("  #", 1)[0].strip() for ln in section.splitlines() if ln.startswith("    ")]
+
+
+def readme_job_section() -> dict[str, str]:
+    """The README's job commands by what they do: auth, data, start, submit."""
+    lines = readme_job_section_lines()
+    by = {"auth": "RAY_AUTH_MODE", "data": "ADC_DATA_ROOT", "token": "ray get-auth-token", "start": "ray start --head",
+          "submit": "ray job submit", "stop": "ray stop"}
+    return {k: next(ln for ln in lines if ln.startswith(("export " + v, v))) for k, v in by.items()}
 
 
 @pytest.fixture
-def ray_head(tmp_path):
-    # Every port our own: another Ray on this machine (a user's, a parallel job) must not
-    # take the job agent's default port, or the head has no agent to run jobs.
-    gcs, dash = free_port(), free_port()
+def checkout_copy(tmp_path):
+    """The files `git` would see (tracked and untracked, not ignored), plus runs/ and sweeps/ contents."""
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO,
+                           capture_output=True, check=True).stdout.decode().split("\0")
+    dest = tmp_path / "checkout"
+    for f in filter(None, files):
+        if (REPO / f).is_file():
+            (dest / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / f, dest / f)
+    for junk in ("runs/old/big.bin", "sweeps/old/trials.parquet"):
+        (dest / junk).parent.mkdir(parents=True)
+        (dest / junk).write_bytes(b"x" * 1000)
+    return dest
+
+
+@pytest.fixture
+def ray_head(tmp_path, data_root):
+    cmds = readme_job_section()
+    assert cmds["auth"] == "export RAY_AUTH_MODE=token" and "realpath" in cmds["data"]
+    order = list(readme_job_section_lines())
+    assert [order.index(cmds[k]) for k in ("data", "auth", "token", "start", "submit")] == sorted(
+        order.index(cmds[k]) for k in ("data", "auth", "token", "start", "submit"))
+    home = tmp_path / "home"
+    home.mkdir()
     # The job's `python` is looked up on the head's PATH: make it this interpreter's, as an
     # activated venv does (pytest may be run as .venv/bin/python -m pytest without one).
     path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PATH": path}
+    env = {**os.environ, "HOME": str(home), "PATH": path, "ADC_DATA_ROOT": str(data_root), "RAY_AUTH_MODE": "token"}
+    token = shlex.split(cmds["token"].split(">")[0])
+    subprocess.run(ray_cli(*token[1:]), env=env, check=True, capture_output=True, timeout=60)
+    assert (home / ".ray" / "auth_token").is_file()
+    gcs, dash = free_port(), free_port()
     temp_dir = Path("/tmp") / f"rayjob{os.getpid()}"  # Ray wants a short socket path
+    start = shlex.split(cmds["start"])[1:]  # the README's `ray start --head ...`, then our isolation
     head = subprocess.Popen(
-        ray_cli("start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(gcs),
-             "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash), "--num-cpus", "2",
-             "--dashboard-agent-listen-port", str(free_port()), "--ray-client-server-port", str(free_port()),
-             "--object-store-memory", str(200 * 2**20), "--temp-dir", str(temp_dir), "--disable-usage-stats"),
+        ray_cli(*start, "--block", "--node-ip-address", "127.0.0.1", "--port", str(gcs),
+                "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash),
+                "--dashboard-agent-listen-port", str(free_port()), "--ray-client-server-port", str(free_port()),
+                "--object-store-memory", str(200 * 2**20), "--temp-dir", str(temp_dir), "--disable-usage-stats"),
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     address = f"http://127.0.0.1:{dash}"
     try:
@@ -47,11 +94,13 @@ def ray_head(tmp_path):
             try:
                 urllib.request.urlopen(f"{address}/api/version", timeout=2)
                 break
-            except OSError:
+            except OSError as e:
+                if getattr(e, "code", None) in (401, 403):  # up, and asking for the token
+                    break
                 if time.time() > deadline or head.poll() is not None:
                     pytest.fail("the Ray head did not come up within 90 s")
                 time.sleep(1)
-        yield address, env
+        yield address, env, cmds
     finally:
         # --block ties the head's processes to this process group: stop exactly those.
         try:
@@ -62,28 +111,41 @@ def ray_head(tmp_path):
                 os.killpg(head.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def test_ray_job_submit_runs_a_training_job_into_a_run_directory(ray_head, tmp_path, data_root):
-    address, env = ray_head
-    storage = tmp_path / "runs"
-    argv = ray_cli("job", "submit", "--address", address, "--working-dir", str(REPO), "--",
-                   "python", "-m", "adc_dist.train", "--num_workers", "2", "--epochs", "1", "--d", "16",
-                   "--batch_size", "4096", "--topk", "10", "--early_stop_metric", "ndcg@10",
-                   "--storage_path", str(storage), "--name", "job")
+def _submit(argv: list[str], env: dict, cwd: Path) -> subprocess.CompletedProcess:
     deadline = time.time() + 90
     while True:
-        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=240, cwd=REPO)
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, cwd=cwd)
         # The dashboard answers before its job agent is registered (slowly, on a loaded
         # machine); Ray says "try again later" then, and so do we.
         if "No available agent" not in proc.stderr + proc.stdout or time.time() > deadline:
-            break
+            return proc
         time.sleep(3)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def test_the_readmes_job_runs_as_written_into_an_absolute_default_storage(ray_head, checkout_copy):
+    address, env, cmds = ray_head
+    argv = shlex.split(cmds["submit"])
+    argv[argv.index("--address") + 1] = address
+    assert argv[:2] == ["ray", "job"] and "--working-dir" in argv and argv[argv.index("--working-dir") + 1] == "."
+    proc = _submit(ray_cli(*argv[1:]), env, checkout_copy)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
     assert "succeeded" in proc.stdout.lower()
-    run_dir = storage / "job"
-    info = json.loads((run_dir / "summary.json").read_text())
-    assert info["backend"] == "ray-train" and info["world_size"] == 2 and info["epochs_run"] == 1
-    hist = pd.read_parquet(run_dir / "history.parquet")
-    assert len(hist) == 1 and hist["weight_rank_spread"].iloc[0] == 0
-    assert "recall@10" in proc.stdout and "run directory:" in proc.stdout  # the job's log is streamed back
+    runs = Path(env["HOME"]) / "adc_dist" / "runs"
+    m = re.search(r"run dir (\S+)", proc.stdout)
+    assert m, proc.stdout[-3000:]
+    run_dir = Path(m.group(1))
+    assert run_dir.parent == runs, run_dir  # absolute, printed at start, not in Ray's temporary copy
+    assert (run_dir / "summary.json").is_file() and (run_dir / "history.parquet").is_file()
+    assert "smoke test passed" in proc.stdout and "Traceback" not in proc.stdout
+
+    # What the job saw of the working directory: the checkout without runs/ and sweeps/.
+    listing = _submit(ray_cli("job", "submit", "--address", address, "--working-dir", ".", "--", "python", "-c",
+                              "import os; print('LISTING', sorted(os.listdir('.')))"), env, checkout_copy)
+    assert listing.returncode == 0, listing.stdout[-2000:] + listing.stderr[-2000:]
+    seen = re.search(r"LISTING (\[.*\])", listing.stdout).group(1)
+    assert "'adc_dist'" in seen and "'README.md'" in seen
+    assert "'runs'" not in seen and "'sweeps'" not in seen, seen

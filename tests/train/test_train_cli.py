@@ -25,7 +25,7 @@ def _ray_started() -> bool:
 
 
 @pytest.mark.parametrize("argv, fragment", [
-    (["--gama", "1"], "did you mean gamma"),
+    (["--gama", "1"], "did you mean --gamma"),
     (["--d", "0"], "d must be > 0"),
     (["--gamma", "-0.5"], "gamma must be >= 0"),
     (["--negatives", "0"], "negatives must be >= 1"),
