@@ -11,7 +11,6 @@ forwards them as before.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 from typing import Any

@@ -25,7 +25,6 @@ results, trial and hooks.
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import json
 import os
