@@ -15,6 +15,8 @@ Layout, one package per stage of the data's path (docs/ARCHITECTURE.md):
                          the report (`python -m adc_dist.report`)
     adc_dist.compare     `python -m adc_dist.compare`: ADC variants against baselines
     adc_dist.cluster     checks of cluster launcher YAMLs and KubeRay manifests
+    adc_dist.cli         console scripts, the one command-line grammar, progress bars
+    adc_dist.inputs      untrusted files (safe YAML, regular files) and user paths
 """
 
 __version__ = "0.1.0"

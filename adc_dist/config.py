@@ -19,9 +19,9 @@ from typing import Any, Mapping, get_args, get_origin, get_type_hints
 
 import yaml
 
-from adc_dist import inputs
+from adc_dist.inputs import files as inputs
 from adc_dist.errors import AdcError
-from adc_dist.inputs import short
+from adc_dist.inputs.files import short
 
 BALANCERS = ("gradnorm", "equal", "static", "uncertainty")
 HIDDEN_SHAPES = ("halving", "constant")

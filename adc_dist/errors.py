@@ -62,9 +62,9 @@ def run_cli(main: Callable[[], int | None]) -> NoReturn:
     """Run ``main``: an :class:`AdcError` becomes one ``error: ...`` line on stderr and exit 2.
 
     The path variables (ADC_DATA_ROOT, ...) are made absolute first, against the directory
-    the command was typed in (adc_dist.paths): Ray's workers run elsewhere.
+    the command was typed in (adc_dist.inputs.paths): Ray's workers run elsewhere.
     """
-    from adc_dist.paths import absolutize_env
+    from adc_dist.inputs.paths import absolutize_env
 
     absolutize_env()
     try:

@@ -16,7 +16,7 @@ sys.path.insert(0, str(TESTS))
 
 # The real data: CI points ADC_DATA_ROOT at ../shared/data; fall back to it beside the repo.
 # The README's test command gives it relative (ADC_DATA_ROOT=../shared/data): like every
-# entry point (adc_dist.paths), make it absolute before any test starts Ray, whose workers
+# entry point (adc_dist.inputs.paths), make it absolute before any test starts Ray, whose workers
 # run elsewhere. tests/cli/test_relative_paths.py runs the commands with it relative.
 DATA_ROOT = Path(os.environ.get("ADC_DATA_ROOT") or REPO.parent / "shared" / "data").resolve()
 os.environ["ADC_DATA_ROOT"] = str(DATA_ROOT)

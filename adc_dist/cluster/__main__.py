@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from adc_dist.argparser import Parser
+from adc_dist.cli.argparser import Parser
 from adc_dist.cluster.check import check_file
 from adc_dist.errors import AdcError, run_cli
 

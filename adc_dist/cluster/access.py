@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from adc_dist.cluster.problems import Report
-from adc_dist.inputs import short
+from adc_dist.inputs.files import short
 
 TOKEN_MODE = re.compile(r"\bRAY_AUTH_MODE\s*=\s*['\"]?token\b")
 DISABLED_MODE = re.compile(r"\bRAY_AUTH_MODE\s*=\s*['\"]?(disabled|none|off|false|0)\b", re.I)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adc_dist import inputs
+from adc_dist.inputs import files as inputs
 from adc_dist.cluster.access import RAY_KINDS, check_policy_beside
 from adc_dist.cluster.exposure import scan_text
 from adc_dist.cluster.problems import Problem, Report

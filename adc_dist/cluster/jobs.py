@@ -72,7 +72,7 @@ def _set_values(items: Sequence[str] | None, report: Report, path: Sequence[Any]
     """``--set KEY=VALUE`` pairs as config values; None (reported) when one is bad."""
     from adc_dist.config import FIELD_NAMES, coerce, unknown_key_error
     from adc_dist.errors import AdcError
-    from adc_dist.inputs import load_yaml_text
+    from adc_dist.inputs.files import load_yaml_text
 
     out: dict[str, Any] = {}
     for item in items or []:

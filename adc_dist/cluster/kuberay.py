@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from adc_dist import inputs
+from adc_dist.inputs import files as inputs
 from adc_dist.cluster import pins
 from adc_dist.cluster.access import RAY_KINDS, check_cluster_auth, check_network_policy, env_auth_mode
 from adc_dist.cluster.jobs import ClusterShape, check_command

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from adc_dist import inputs
+from adc_dist.inputs import files as inputs
 
 
 @dataclass
@@ -43,7 +43,7 @@ def _scalar_key(node: yaml.ScalarNode) -> Any:
 def load_documents(path: str | FsPath) -> list[Document]:
     """Every YAML document in ``path`` (``---`` separated), with key lines.
 
-    Read with the project's one safe loader (:mod:`adc_dist.inputs`): a missing, non-regular,
+    Read with the project's one safe loader (:mod:`adc_dist.inputs.files`): a missing, non-regular,
     oversized, binary or malformed file, too deep a nesting or an alias bomb raises one
     AdcError line.
     """

@@ -34,11 +34,11 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from adc_dist.argparser import Parser
+from adc_dist.cli.argparser import Parser
 from adc_dist.compare import methods as cm
 from adc_dist.compare.runner import ADC_FIXED, MF_FIXED, Comparison, Settings
 from adc_dist.errors import AdcError
-from adc_dist.paths import absolute, absolutize_env
+from adc_dist.inputs.paths import absolute, absolutize_env
 
 QUICK = {"tasks": "amazon-music-video", "budget": 2, "seeds": 2,
          "adc": {"d": 16, "epochs": 2, "eval_every": 1, "batch_size": 4096}, "mf": {"epochs": 4, "eval_every": 2}}

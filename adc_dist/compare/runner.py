@@ -109,7 +109,7 @@ class Comparison:
         import ray
 
         if not ray.is_initialized():
-            from adc_dist.paths import FORWARDED_ENV
+            from adc_dist.inputs.paths import FORWARDED_ENV
 
             from adc_dist.train.ray_output import init_kwargs, start_ray
 
@@ -123,7 +123,7 @@ class Comparison:
         """Run ``fn(**kwargs)`` for each (key, fn, kwargs) as one-CPU Ray tasks; memoised by key."""
         import ray
 
-        from adc_dist.progress import bar
+        from adc_dist.cli.progress import bar
 
         values: list[Any] = [None] * len(jobs)
         pending = {}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from adc_dist.argparser import Parser
+from adc_dist.cli.argparser import Parser
 
 from adc_dist.data import stats
 from adc_dist.data.load import prepare
@@ -75,7 +75,7 @@ def _describe(args: argparse.Namespace) -> None:
 
 
 def _prepare(args: argparse.Namespace) -> None:
-    from adc_dist.progress import bar
+    from adc_dist.cli.progress import bar
 
     names = resolve_tasks(args.tasks)
     t0 = time.perf_counter()
@@ -91,7 +91,7 @@ def _prepare(args: argparse.Namespace) -> None:
 
 def run(argv: list[str] | None = None) -> int:
     """The command, raising AdcError on bad input (what tests call)."""
-    from adc_dist.paths import absolute, absolutize_env
+    from adc_dist.inputs.paths import absolute, absolutize_env
 
     absolutize_env()
     args = _parser().parse_args(argv)

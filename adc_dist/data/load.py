@@ -25,7 +25,7 @@ from adc_dist.data.registry import TaskSpec, get_task
 from adc_dist.data.sources import Dataset
 from adc_dist.data.task_data import TaskData
 from adc_dist.errors import AdcError
-from adc_dist.inputs import short
+from adc_dist.inputs.files import short
 
 MAX_DOMAINS = 64  # each domain is an item table and a head; thousands mean the wrong column was named
 FORMAT = 2  # bump when the cached layout or meaning changes: old caches are then ignored (2: ids file)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Mapping
 
 from adc_dist.errors import AdcError
-from adc_dist.inputs import file_kind, one_line, open_regular
+from adc_dist.inputs.files import file_kind, one_line, open_regular
 
 DATA_ROOT_ENV = "ADC_DATA_ROOT"
 CACHE_DIR_ENV = "ADC_CACHE_DIR"

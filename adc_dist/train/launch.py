@@ -13,7 +13,7 @@ Every config field is a flag (``--gamma 1.0`` or ``--gamma=1.0``; dashes or unde
 The flags are parsed and the config validated before torch and Ray are imported, and the
 data split prepared and the resources checked before Ray starts, so a bad flag costs well
 under two seconds, not a cluster start. Paths are made absolute against the current
-directory first (adc_dist.paths): Ray's workers run in directories of their own. Ray's own
+directory first (adc_dist.inputs.paths): Ray's workers run in directories of their own. Ray's own
 log lines go to its session log files (``/tmp/ray/session_latest/logs``); ``--verbose``
 shows them. This module is the Ray edge: the per-worker loop (``adc_dist.train.loop.fit``)
 is plain PyTorch.
@@ -32,10 +32,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
 # Only light imports at module level: `--help` and flag errors must not wait for torch/Ray.
-from adc_dist.argparser import Parser
+from adc_dist.cli.argparser import Parser
 from adc_dist.config import FIELD_NAMES, TrainConfig, from_mapping, load_yaml
 from adc_dist.errors import AdcError, raise_user_error
-from adc_dist.paths import FORWARDED_ENV, absolute, absolutize_env, default_storage
+from adc_dist.inputs.paths import FORWARDED_ENV, absolute, absolutize_env, default_storage
 
 if TYPE_CHECKING:
     import pandas as pd

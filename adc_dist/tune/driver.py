@@ -35,9 +35,9 @@ from typing import Any, Sequence
 
 import yaml
 
-from adc_dist.argparser import Parser
+from adc_dist.cli.argparser import Parser
 from adc_dist.errors import AdcError, find_adc_error
-from adc_dist.paths import FORWARDED_ENV, absolute, absolutize_env
+from adc_dist.inputs.paths import FORWARDED_ENV, absolute, absolutize_env
 from adc_dist.tune.plan import SPACE_FILE, SWEEP_FILE, SweepPlan, locked, parse_set, plan_sweep, raw_of
 from adc_dist.tune.search_space import SearchSpace
 

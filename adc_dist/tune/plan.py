@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 import yaml
 
 from adc_dist.errors import AdcError
-from adc_dist.inputs import decode_text, load_yaml_text
-from adc_dist.paths import absolute, absolutize_env, default_storage
+from adc_dist.inputs.files import decode_text, load_yaml_text
+from adc_dist.inputs.paths import absolute, absolutize_env, default_storage
 from adc_dist.tune.search_space import SearchSpace, load_space, parse_space
 
 if TYPE_CHECKING:  # pyarrow and pandas load only once the flags and the space are checked
@@ -299,7 +299,7 @@ def _prepare_tasks(space: SearchSpace, tasks: list[str]) -> None:
     """Load (and cache) every task's split once here: bad data stops the sweep before Ray starts."""
     from adc_dist.train.loop import prepare_task
 
-    from adc_dist.progress import bar
+    from adc_dist.cli.progress import bar
 
     base = space.base_config()
     seeds = space.search["seed"].values if "seed" in space.search and space.search["seed"].values else [base.seed]

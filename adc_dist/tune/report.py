@@ -241,8 +241,8 @@ def render(res: Results, out, metric: str = "ndcg", n: int = 10) -> list[str]:
 
 # ---------------------------------------------------------------------------- CLI
 def main(argv: list[str] | None = None) -> int:
-    from adc_dist.argparser import Parser
-    from adc_dist.paths import absolute
+    from adc_dist.cli.argparser import Parser
+    from adc_dist.inputs.paths import absolute
 
     ap = Parser(prog="python -m adc_dist.report", description=__doc__.split("\n\n")[0])
     ap.add_argument("results", help="results directory of a sweep: a local path or a URI (s3://...)")

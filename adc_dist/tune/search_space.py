@@ -41,10 +41,10 @@ from pathlib import Path
 from types import UnionType
 from typing import Any, Mapping, Union, get_args, get_origin, get_type_hints
 
-from adc_dist import inputs
+from adc_dist.inputs import files as inputs
 from adc_dist.config import FIELD_NAMES, TrainConfig, coerce, from_mapping, unknown_key_error
 from adc_dist.errors import AdcError
-from adc_dist.inputs import short
+from adc_dist.inputs.files import short
 
 LIST_KINDS = ("grid", "choice")
 RANGE_KINDS = {  # kind -> number of arguments

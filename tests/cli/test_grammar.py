@@ -52,7 +52,7 @@ def test_an_unknown_flag_is_one_line_naming_the_close_flag(module, argv, hint):
     ("adc_dist.tune", ["--num-workers", "1", "--max-concurrent", "1", "--dry-run"]),
 ])
 def test_both_spellings_of_a_flag_are_accepted(module, argv, tmp_path):
-    from adc_dist.argparser import Parser
+    from adc_dist.cli.argparser import Parser
 
     if module == "adc_dist.train":
         from adc_dist.train.launch import build_parser

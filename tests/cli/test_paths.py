@@ -1,11 +1,11 @@
-"""adc_dist.paths: what the user typed, against the directory it was typed in."""
+"""adc_dist.inputs.paths: what the user typed, against the directory it was typed in."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from adc_dist.paths import absolute, absolutize_env, default_storage, in_ray_job_copy
+from adc_dist.inputs.paths import absolute, absolutize_env, default_storage, in_ray_job_copy
 
 
 def test_paths_become_absolute_against_the_current_directory_and_uris_stay(tmp_path, monkeypatch):

@@ -4,7 +4,7 @@ with an empty download cache: train, tune and ``compare --quick`` through Ray.
 Ray Train V2 runs each worker, and Tune each trial, in a directory of its own; a relative
 path that reaches them unchanged points nowhere, the data is "missing" and a download is
 attempted (no network here). Every entry point therefore resolves the paths first
-(adc_dist.paths). These runs are small but real (Ray starts three times): the output is
+(adc_dist.inputs.paths). These runs are small but real (Ray starts three times): the output is
 also checked for being quiet -- our lines, no Ray tracebacks.
 """
 

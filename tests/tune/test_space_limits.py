@@ -9,7 +9,7 @@ import pytest
 
 from adc_dist.config import LIMITS
 from adc_dist.errors import AdcError
-from adc_dist.inputs import load_yaml_text
+from adc_dist.inputs.files import load_yaml_text
 from adc_dist.tune.search_space import MAX_GRID_VALUES, MAX_TRIALS_PER_TASK, parse_space
 
 

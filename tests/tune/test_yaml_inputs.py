@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from adc_dist import inputs
+from adc_dist.inputs import files as inputs
 from adc_dist.cluster.yamldoc import load_documents
 from adc_dist.config import load_yaml as load_config
 from adc_dist.errors import AdcError

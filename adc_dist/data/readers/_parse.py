@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from adc_dist.errors import AdcError
-from adc_dist.inputs import short
+from adc_dist.inputs.files import short
 
 
 def read_rows(path: Path, n_fields: int, *, sep: str, skip: int = 0, str_cols: tuple[int, ...] = ()) -> pd.DataFrame:

@@ -21,7 +21,7 @@ import pandas as pd
 from adc_dist.data.canonical import canonical, raw_frame
 from adc_dist.data.readers._parse import ids, ratings, read_rows, tokens
 from adc_dist.errors import AdcError
-from adc_dist.inputs import one_line, open_regular, short
+from adc_dist.inputs.files import one_line, open_regular, short
 
 SEPARATORS = {".csv": ",", ".tsv": "\t", ".txt": "\t"}
 SUFFIXES = (*SEPARATORS, ".parquet")
