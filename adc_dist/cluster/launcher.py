@@ -10,17 +10,13 @@
    credentials not shipped by file_mounts, the declared shared storage and the job commands
    (``metadata.adc_dist``).
 3. Ray's own ``prepare_config`` + ``validate_config`` (private API: defaults merged, then checked).
+Steps 1 and 3 are ``adc_dist.cluster.schema``.
 """
 
 from __future__ import annotations
 
-import copy
 import difflib
-import json
-import logging
-import os
 import re
-from functools import lru_cache
 from typing import Any
 
 from adc_dist.cluster import pins
@@ -28,6 +24,7 @@ from adc_dist.cluster.access import check_auth, check_security_group
 from adc_dist.cluster.access import commands as _commands
 from adc_dist.cluster.jobs import ClusterShape, check_command
 from adc_dist.cluster.problems import Report
+from adc_dist.cluster.schema import ray_own_validation, schema_problems
 from adc_dist.cluster.yamldoc import Document
 
 # Whole GPUs per instance type (the ones people use for this; others are not checked).
@@ -70,80 +67,6 @@ RESOURCE_NAMES = ("CPU", "GPU", "memory", "object_store_memory")
 # an extra zero or a pasted number (max_workers: 100000000) is an error with the limit named.
 MAX_NODES = 1_000
 MAX_NODE_RESOURCES = {"CPU": 1_024, "GPU": 64}
-
-
-@lru_cache(maxsize=None)
-def ray_schema() -> dict[str, Any]:
-    import ray.autoscaler
-
-    with open(os.path.join(os.path.dirname(ray.autoscaler.__file__), "ray-schema.json")) as f:
-        return json.load(f)
-
-
-def _schema_at(schema: dict[str, Any], path: tuple) -> dict[str, Any]:
-    """The sub-schema describing ``path`` (best effort: properties, patternProperties, items)."""
-    node = schema
-    for part in path:
-        if "$ref" in node:
-            node = ray_schema()["definitions"][node["$ref"].split("/")[-1]]
-        if isinstance(part, int):
-            node = node.get("items", {})
-        elif part in node.get("properties", {}):
-            node = node["properties"][part]
-        elif node.get("patternProperties"):
-            node = next(iter(node["patternProperties"].values()))
-        else:
-            return {}
-    return node
-
-
-def _schema_problems(data: Any, report: Report) -> int:
-    import jsonschema
-
-    schema = ray_schema()
-    validator = jsonschema.Draft7Validator(schema)
-    count = 0
-    for err in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
-        path = tuple(err.absolute_path)
-        count += 1
-        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
-            allowed = list(_schema_at(schema, path).get("properties", {}))
-            for key in sorted(set(err.instance) - set(allowed)):
-                close = difflib.get_close_matches(str(key), allowed, n=2, cutoff=0.75)
-                report.error(path + (key,), f"unknown key {key!r} (not in Ray {pins.ray_version()}'s "
-                                            "cluster schema)",
-                             f"did you mean {' or '.join(repr(c) for c in close)}?" if close
-                             else f"allowed here: {', '.join(allowed)}")
-        elif err.validator == "type" and len(path) >= 2 and path[-2] == "resources":
-            report.error(path, f"must be a whole number, got {err.instance!r}: the launcher counts whole "
-                               "CPUs and GPUs per node",
-                         "give the node's real whole count; to share one GPU among trials, ask for a "
-                         "fraction per *trial* in the tune command, not per node")
-        elif err.validator == "type":
-            report.error(path, f"must be of type {err.validator_value}, got {err.instance!r}")
-        elif err.validator == "required":
-            report.error(path, err.message.replace("is a required property", "is required here"))
-        elif err.validator == "minimum":
-            report.error(path, f"must be >= {err.validator_value}, got {err.instance!r}")
-        else:
-            report.error(path, err.message)
-    return count
-
-
-def _ray_own_validation(data: dict[str, Any], report: Report) -> None:
-    """Ray's private prepare_config + validate_config, as `ray up` runs them before any cloud call."""
-    from ray.autoscaler._private.util import prepare_config, validate_config
-
-    logger = logging.getLogger("ray.autoscaler._private.util")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        validate_config(prepare_config(copy.deepcopy(data)))
-    except Exception as e:  # Ray raises ValueError, RuntimeError, AssertionError, jsonschema errors
-        report.error((), f"Ray's own validate_config rejects the file: {getattr(e, 'message', e)}",
-                     "see the message; it is what `ray up` would stop with")
-    finally:
-        logger.setLevel(level)
 
 
 def _image_of(data: dict[str, Any], node_type: dict[str, Any], head: bool) -> str | None:
@@ -314,7 +237,7 @@ def check_launcher(doc: Document, report: Report) -> None:
     if not isinstance(data, dict):
         report.error((), "a cluster launcher file must be a mapping")
         return
-    schema_errors = _schema_problems(data, report)
+    schema_errors = schema_problems(data, report)
     provider = data.get("provider", {}).get("type") if isinstance(data.get("provider"), dict) else None
     types = data.get("available_node_types") if isinstance(data.get("available_node_types"), dict) else {}
     head = data.get("head_node_type")
@@ -391,7 +314,7 @@ def check_launcher(doc: Document, report: Report) -> None:
     check_security_group(data, report)
     _check_metadata(data, provider, max_gpus, per_node, sum_max > 0, report)
     if schema_errors == 0 and head in types:
-        _ray_own_validation(data, report)
+        ray_own_validation(data, report)
 
 
 # What the autoscaler on the head imports to start nodes; Ray's defaults.yaml installs it in
