@@ -35,7 +35,7 @@ pytestmark = pytest.mark.timeout(600)
 ARGS = ["--local", "--quiet", "--task", "amazon-dvd-video", "--d", "8", "--negatives", "1", "--batch_size", "4096",
         "--topk", "10", "--early_stop_metric", "ndcg@10", "--patience", "0"]
 EPOCHS = 4
-TIMING = ("samples_per_s", "epoch_time_s", "eval_time_s", "peak_rss_mb")
+TIMING = ("samples_per_s", "pairs_per_s", "epoch_time_s", "eval_time_s", "peak_rss_mb")
 
 
 def _argv(storage: Path, name: str, *extra: str) -> list[str]:
@@ -60,10 +60,15 @@ def _results(run: Path) -> tuple[dict, pd.DataFrame]:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory, data_root):
+def plain_run(tmp_path_factory, data_root) -> Path:
     storage = tmp_path_factory.mktemp("plain")
     main(_argv(storage, "plain"))
-    return _results(storage / "plain")
+    return storage / "plain"
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(plain_run):
+    return _results(plain_run)
 
 
 # ---------------------------------------------------------------------------- names
@@ -170,16 +175,20 @@ def test_a_read_only_storage_is_one_line_naming_it_and_the_run_starts_once_fixed
 
 
 @needs_mounts
-def test_a_full_disk_stops_the_run_with_one_line_and_it_resumes_identical(tmp_path, uninterrupted, data_root):
-    """1.7 MB hold the first checkpoint (1.1 MB) but not the second beside it."""
+def test_a_full_disk_stops_the_run_with_one_line_and_it_resumes_identical(tmp_path, plain_run, uninterrupted,
+                                                                           data_root):
+    """A disk of 1.5 checkpoints holds the first checkpoint but not the second beside it (the
+    new one is written next to the old, then renamed over it). Sized from the same run's
+    checkpoint, so a change of the model's size does not change what the test checks."""
+    ckpt_k = (plain_run / "checkpoints" / "state.pt").stat().st_size // 1024
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     args = " ".join(_argv(mnt / "runs", "full"))
     out = _in_namespace(f"""
-        mount -t tmpfs -o size=1700k tmpfs {mnt}
+        mount -t tmpfs -o size={ckpt_k * 3 // 2}k tmpfs {mnt}
         "$PY" -m adc_dist.train {args}
         echo "rc=$?" >&2
-        mount -o remount,size=64m {mnt}
+        mount -o remount,size={max(64 * 1024, ckpt_k * 8)}k {mnt}
         "$PY" -m adc_dist.train {args} --resume || exit 9
         cp -r {mnt}/runs/full {tmp_path}/full
     """, tmp_path)
