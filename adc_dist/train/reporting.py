@@ -48,9 +48,16 @@ def _storage_errors(write, path: Path) -> None:
     try:
         write()
     except (OSError, RuntimeError) as e:
-        cause: BaseException | None = e
-        while cause is not None and not isinstance(cause, OSError):
-            cause = cause.__cause__ or cause.__context__
+        chain: list[BaseException] = []
+        link: BaseException | None = e
+        while link is not None and len(chain) < 32:
+            chain.append(link)
+            link = link.__cause__ or link.__context__
+        # Ctrl-C inside torch.save surfaces as the zip writer's OSError/RuntimeError with the
+        # KeyboardInterrupt further down the chain: it is an interrupt (exit 130), not a disk error.
+        if any(isinstance(c, KeyboardInterrupt) for c in chain):
+            raise KeyboardInterrupt from e
+        cause = next((c for c in chain if isinstance(c, OSError)), None)
         if cause is None:
             raise
         raise storage_error(str(path), cause, what="write the checkpoint") from None

@@ -99,3 +99,33 @@ def test_resume_from_a_malicious_local_checkpoint_exits_2_with_one_line(tmp_path
     assert len(lines) == 1 and lines[0].startswith("error: checkpoint") and len(lines[0]) <= 300, proc.stderr
     assert not canary.exists()
     assert not (tmp_path / "runs" / ".victim.lock").exists()  # the lock is released
+
+
+def test_ctrl_c_inside_a_checkpoint_write_is_an_interrupt_not_a_disk_error(tmp_path):
+    """torch.save's zip writer turns an interrupted write into OSError / RuntimeError with the
+    KeyboardInterrupt down the chain: the user pressed Ctrl-C, so it must stay an interrupt
+    (exit 130), not become 'the disk is full' (exit 2)."""
+    import errno
+
+    from adc_dist.train.reporting import _storage_errors
+
+    def interrupted_write():
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            try:
+                raise OSError(errno.ENOSPC, "write failed")
+            except OSError:
+                raise RuntimeError("PytorchStreamWriter failed writing file data/0")
+
+    with pytest.raises(KeyboardInterrupt):
+        _storage_errors(interrupted_write, tmp_path / "state.pt")
+
+    def full_disk():
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:
+            raise RuntimeError("unexpected pos")
+
+    with pytest.raises(AdcError, match="disk is full"):
+        _storage_errors(full_disk, tmp_path / "state.pt")

@@ -213,11 +213,14 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
 
 
 def test_a_run_stopped_before_its_first_checkpoint_leaves_nothing_and_the_name_is_free(tmp_path, data_root):
-    proc = subprocess.Popen([sys.executable, "-m", "adc_dist.train", *_argv(tmp_path, "early")],
+    # A larger model than the other tests' (d 64, 5 negatives): a first epoch of seconds, not a
+    # fraction of one, so that on a loaded box the signal still lands before the first checkpoint.
+    proc = subprocess.Popen([sys.executable, "-m", "adc_dist.train", *_argv(tmp_path, "early", "--d", "64",
+                                                                          "--negatives", "5")],
                             stderr=subprocess.PIPE, text=True)
     _wait_for(tmp_path / "early" / "config.yaml", proc)
     proc.send_signal(signal.SIGINT)  # Ctrl-C during the first epoch
-    assert proc.wait(120) == 130
+    assert proc.wait(120) == 130, proc.stderr.read()[-1000:]
     assert not any(tmp_path.iterdir()), "no run directory, no lock"
     # The same --name is free again: a new start gets past the lock and the directory checks.
     with open_run(TrainConfig(name="early", storage_path=str(tmp_path))) as run_dir:
