@@ -34,6 +34,14 @@ def _save_atomic(state: dict[str, Any], path: Path) -> None:
     _storage_errors(lambda: write_local(path, lambda f: ckpt_io.save(state, f)), path)
 
 
+def load_reported_checkpoint(ckpt: Any) -> dict[str, Any] | None:
+    """The state in a checkpoint Ray Train or Tune hands back (None when there is none)."""
+    if ckpt is None:
+        return None
+    with ckpt.as_directory() as d:
+        return ckpt_io.load(Path(d) / CHECKPOINT_FILE)
+
+
 def save_checkpoint_file(state: dict[str, Any], directory: Path) -> None:
     """The checkpoint file in a temporary directory that Ray then persists."""
     _storage_errors(lambda: ckpt_io.save(state, directory / CHECKPOINT_FILE), directory / CHECKPOINT_FILE)
@@ -141,11 +149,7 @@ class RayTrainReporter:
             self._train.report(metrics)
 
     def load_checkpoint(self) -> dict[str, Any] | None:
-        ckpt = self._train.get_checkpoint()
-        if ckpt is None:
-            return None
-        with ckpt.as_directory() as d:
-            return ckpt_io.load(Path(d) / CHECKPOINT_FILE)
+        return load_reported_checkpoint(self._train.get_checkpoint())
 
     def log(self, line: str) -> None:
         if self.rank == 0 and not self.quiet:

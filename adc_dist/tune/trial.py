@@ -24,8 +24,7 @@ from typing import Any
 
 import torch
 
-from adc_dist.train import checkpoint as ckpt_io
-from adc_dist.train.reporting import CHECKPOINT_FILE, save_checkpoint_file
+from adc_dist.train.reporting import load_reported_checkpoint, save_checkpoint_file
 from adc_dist.tune.search_space import config_from_trial
 
 FINAL = "final"  # key of the last result of a trial (test metrics)
@@ -67,11 +66,7 @@ class TuneReporter:
             self._tune.report(dict(metrics))
 
     def load_checkpoint(self) -> dict[str, Any] | None:
-        ckpt = self._tune.get_checkpoint()
-        if ckpt is None:
-            return None
-        with ckpt.as_directory() as d:
-            return ckpt_io.load(Path(d) / CHECKPOINT_FILE)
+        return load_reported_checkpoint(self._tune.get_checkpoint())
 
     def log(self, line: str) -> None:
         pass  # the driver prints progress; per-epoch lines of many trials would drown it
