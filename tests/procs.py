@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import sys
+import time
 from contextlib import closing
 from pathlib import Path
 
@@ -21,7 +24,7 @@ def descendants(pid: int) -> list[int]:
     for p in Path("/proc").iterdir():
         if p.name.isdigit():
             try:
-                ppid = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                ppid = int(_stat(p)[1])
             except (OSError, IndexError, ValueError):
                 continue
             children.setdefault(ppid, []).append(int(p.name))
@@ -31,6 +34,45 @@ def descendants(pid: int) -> list[int]:
             out.append(c)
             todo.append(c)
     return out
+
+
+def _stat(pid_dir: Path) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command name: state, ppid, pgrp, session, ..."""
+    return (pid_dir / "stat").read_text().rsplit(")", 1)[1].split()
+
+
+def session_members(sid: int) -> list[int]:
+    """Live (non-zombie) processes of session ``sid``."""
+    out = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                fields = _stat(p)
+            except (OSError, IndexError):
+                continue
+            if fields[0] != "Z" and int(fields[3]) == sid:
+                out.append(int(p.name))
+    return out
+
+
+def kill_session(sid: int, timeout: float = 30.0) -> None:
+    """SIGKILL every process of session ``sid`` and wait until none is left.
+
+    A process started with ``start_new_session=True`` leads its own session, and everything it
+    starts stays in it. Ray's workers move to process groups of their own, so killing the leader's
+    group leaves them alive, still retrying their dead raylet's ports for up to a minute; one
+    that reaches a later test's gloo listener on a reused port aborts that test's ranks.
+    """
+    deadline = time.time() + timeout
+    while members := session_members(sid):
+        for pid in members:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if time.time() > deadline:
+            raise RuntimeError(f"processes {members} of session {sid} survived SIGKILL for {timeout} s")
+        time.sleep(0.2)
 
 
 def ray_cli(*args: str) -> list[str]:

@@ -8,7 +8,7 @@ temporary copy of the working directory. The working directory is a copy of the 
 with runs/ and sweeps/ in it: the upload must leave them out (.gitignore).
 The only changes to the README's commands are this test's own ports and temp dir (another
 Ray on this machine must not collide with it), and `--block` to own the head's processes.
-The test stops only its own process group: never a global `ray stop`.
+The test stops only its own session's processes: never a global `ray stop`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from procs import free_port, ray_cli
+from procs import free_port, kill_session, ray_cli
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -102,15 +102,15 @@ def ray_head(tmp_path, data_root):
                 time.sleep(1)
         yield address, env, cmds
     finally:
-        # --block ties the head's processes to this process group: stop exactly those.
+        # The head leads its own session: a graceful stop of its group, then every process of the
+        # session (Ray's workers have groups of their own), so nothing of it outlives the test.
         try:
             os.killpg(head.pid, signal.SIGTERM)
             head.wait(timeout=30)
         except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(head.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            pass
+        kill_session(head.pid)
+        head.wait(timeout=30)
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 

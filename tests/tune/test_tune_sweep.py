@@ -22,6 +22,7 @@ import pytest
 from adc_dist.tune import report
 from adc_dist.tune import results as R
 from adc_dist.tune.driver import run_sweep, sweep_status
+from procs import kill_session
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(900)]
 
@@ -161,9 +162,9 @@ def test_a_killed_driver_resumes_and_every_trial_appears_once(ray_local, tmp_pat
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(30)
     finally:
-        for p in procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGKILL)
+        for p in procs:  # the drivers and every Ray process they started (their sessions)
+            kill_session(p.pid)
+            p.wait(30)
     assert 1 <= len(before) < 3
     printed = Path(logs[procs.index(proc)].name).read_text()
     assert "trials: 3 per task x 1 = 3" in printed  # the plan, then one line per finished trial
