@@ -38,6 +38,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "user_repr": "shared", "interaction": "mlp", "item_bias": False,
         "negatives": 5, "loss": "bce", "l2": 0.0,
         "lr": 1e-3, "weight_decay": 0.0, "batch_size": 1024, "epochs": 20, "patience": 5,
+        "sparse_tables": False,
     },
 }
 
@@ -87,6 +88,9 @@ class TrainConfig:
     # --- optimisation ------------------------------------------------------------
     lr: float = 1e-2  # (paper: 1e-3)
     weight_decay: float = 0.0
+    # Row-sparse table gradients + lazy Adam (SparseAdam) on the tables: a step costs
+    # O(batch) instead of O(users + items) (adc_dist/train/optim.py, docs/performance.md)
+    sparse_tables: bool = True
     batch_size: int = 4096  # positives per step of the largest domain, per worker (paper: 1024)
     epochs: int = 30  # (paper: 20)
     eval_every: int = 1
@@ -148,6 +152,9 @@ class TrainConfig:
                  "balancer=static needs static_weights: one positive weight per domain, e.g. --static_weights 1.0,0.5")
         need(self.lr > 0, f"lr must be > 0 (got {self.lr})")
         need(self.weight_decay >= 0, f"weight_decay must be >= 0 (got {self.weight_decay})")
+        need(not (self.sparse_tables and self.weight_decay > 0),
+             "weight_decay needs --sparse_tables false (SparseAdam has no weight decay; --l2 regularises "
+             "the batch's embeddings instead)")
         need(self.batch_size >= 1, f"batch_size must be >= 1 (got {self.batch_size})")
         need(self.epochs >= 1, f"epochs must be >= 1 (got {self.epochs})")
         need(self.eval_every >= 1, f"eval_every must be >= 1 (got {self.eval_every})")

@@ -25,8 +25,8 @@ def shared_layer_grads(model: ADC, losses: torch.Tensor, io: tuple | None, sizes
       g_k = delta_k^T z_k exactly (one [w_L x N_k] @ [N_k x w_{L-1}] matmul per domain),
       about a tenth of a training step. ``sizes`` are the N_k.
     - GMF, tapped with (rows, users): the gathered rows P[users[k]] reach only L_k, so
-      g_k is dL/d(rows_k) scattered into an [n_users, d] zero table, plus the gradient of
-      the L2 term ``l2 * mean_b ||P[u_b]||^2`` that ``ADC.embedding_sq_norms`` adds to L_k
+      g_k is dL/d(rows_k) (:func:`shared_row_grads`) scattered into an [n_users, d] zero
+      table, plus the gradient of the L2 term ``l2 * mean_b ||P[u_b]||^2`` that ``ADC.embedding_sq_norms`` adds to L_k
       (computed outside the forward): 2 l2 P[u_b] / B_k per row.
     - Not tapped (one hidden layer): all K gradients from one vmapped backward onto W
       (rows of eye(K) pick L_k).
@@ -38,16 +38,28 @@ def shared_layer_grads(model: ADC, losses: torch.Tensor, io: tuple | None, sizes
                                    is_grads_batched=True, retain_graph=True)
         return g.reshape(K, -1)
     if not model.has_mlp:
-        rows, users = io
-        deltas = torch.autograd.grad(losses.sum(), rows, retain_graph=True)
         out = torch.zeros(K, *W.shape, dtype=torch.float32, device=W.device)
-        for k, (delta, r, u) in enumerate(zip(deltas, rows, users)):
-            if l2:
-                delta = delta + (2.0 * l2 / len(u)) * r.detach()
-            out[k].index_add_(0, u, delta.float())
+        for k, (u, delta) in enumerate(shared_row_grads(losses, io, l2)):
+            out[k].index_add_(0, u, delta)
         return out.reshape(K, -1)
     z, pre = io
     (delta,) = torch.autograd.grad(losses.sum(), pre, retain_graph=True)
     z = z.detach()  # a value here: no graph may grow from the balancer's inputs
     return torch.stack([(dk.float().T @ zk.float()).reshape(-1)
                         for dk, zk in zip(delta.split(sizes), z.split(sizes))])
+
+
+def shared_row_grads(losses: torch.Tensor, io: tuple, l2: float = 0.0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """GMF's g_k = dL_k/dP as rows: per domain (the batch's users [B_k], the gradient of
+    each one's row [B_k, d] float32; a user seen twice has two rows, summed when they are
+    scattered or coalesced). Every other row of g_k is zero, so this is all of it in
+    O(batch) instead of an [n_users, d] table per domain (the loop sums these rows across
+    ranks: adc_dist.train.sparse_rows). ``io`` is the gmf tap (rows, users)."""
+    rows, users = io
+    deltas = torch.autograd.grad(losses.sum(), rows, retain_graph=True)
+    out = []
+    for delta, r, u in zip(deltas, rows, users):
+        if l2:
+            delta = delta + (2.0 * l2 / len(u)) * r.detach()
+        out.append((u, delta.float()))
+    return out
