@@ -98,11 +98,12 @@ def all_reduce_sparse_grads(params: list[torch.nn.Parameter], world: int) -> Non
         g = g.coalesce()
         local.append((g.indices()[0], g.values()))
     for p, (idx, vals) in zip(params, sum_rows_across_ranks(local, world)):
-        p.grad = torch.sparse_coo_tensor(idx[None], vals / world, p.shape, is_coalesced=True)
+        p.grad = torch.sparse_coo_tensor(idx[None], vals / world, p.shape, is_coalesced=True, check_invariants=False)
 
 
 def rows_as_sparse(rows: list[Rows], shape: torch.Size) -> Tensor:
     """K tables' rows of one [n, d] weight as one sparse COO tensor [K, n, d] (for callers
     that compare with a dense gradient: ``.to_dense()``)."""
     idx = torch.cat([torch.stack([torch.full_like(i, k), i]) for k, (i, _) in enumerate(rows)], 1)
-    return torch.sparse_coo_tensor(idx, torch.cat([v for _, v in rows]), (len(rows), *shape), is_coalesced=True)
+    return torch.sparse_coo_tensor(idx, torch.cat([v for _, v in rows]), (len(rows), *shape), is_coalesced=True,
+                                   check_invariants=False)
