@@ -28,6 +28,10 @@ HIDDEN_SHAPES = ("halving", "constant")
 USER_REPRS = ("shared", "shared+specific")
 INTERACTIONS = ("mlp", "mlp+gmf", "gmf")
 LOSSES = ("bce", "bpr")
+SPARSE_TABLES = ("auto", "true", "false")
+# "auto" makes the embedding tables sparse from this many rows (all tables together) on:
+# below it dense Adam is as fast and scored 3 % higher (docs/performance.md, "Sparse tables").
+AUTO_SPARSE_ROWS = 100_000
 
 # Named starting points: a preset fills in every field it names that the mapping (YAML,
 # flags, Tune's trial config) does not set itself. "paper" is the reconstruction of
@@ -38,7 +42,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "user_repr": "shared", "interaction": "mlp", "item_bias": False,
         "negatives": 5, "loss": "bce", "l2": 0.0,
         "lr": 1e-3, "weight_decay": 0.0, "batch_size": 1024, "epochs": 20, "patience": 5,
-        "sparse_tables": False,
+        "sparse_tables": "false",
     },
 }
 
@@ -88,9 +92,10 @@ class TrainConfig:
     # --- optimisation ------------------------------------------------------------
     lr: float = 1e-2  # (paper: 1e-3)
     weight_decay: float = 0.0
-    # Row-sparse table gradients + lazy Adam (SparseAdam) on the tables: a step costs
-    # O(batch) instead of O(users + items) (adc_dist/train/optim.py, docs/performance.md)
-    sparse_tables: bool = True
+    # "true": row-sparse table gradients + lazy Adam (SparseAdam) on the tables, a step costs
+    # O(batch) instead of O(users + items); "false": dense Adam on every row; "auto": sparse
+    # from AUTO_SPARSE_ROWS table rows on, unless weight_decay > 0 (train/optim.py)
+    sparse_tables: str = "auto"
     batch_size: int = 4096  # positives per step of the largest domain, per worker (paper: 1024)
     epochs: int = 30  # (paper: 20)
     eval_every: int = 1
@@ -152,8 +157,10 @@ class TrainConfig:
                  "balancer=static needs static_weights: one positive weight per domain, e.g. --static_weights 1.0,0.5")
         need(self.lr > 0, f"lr must be > 0 (got {self.lr})")
         need(self.weight_decay >= 0, f"weight_decay must be >= 0 (got {self.weight_decay})")
-        need(not (self.sparse_tables and self.weight_decay > 0),
-             "weight_decay needs --sparse_tables false (SparseAdam has no weight decay; --l2 regularises "
+        need(self.sparse_tables in SPARSE_TABLES,
+             f"sparse_tables must be one of {SPARSE_TABLES} (got {short(self.sparse_tables)})")
+        need(not (self.sparse_tables == "true" and self.weight_decay > 0),
+             "weight_decay needs --sparse_tables false or auto (SparseAdam has no weight decay; --l2 regularises "
              "the batch's embeddings instead)")
         need(self.batch_size >= 1, f"batch_size must be >= 1 (got {self.batch_size})")
         need(self.epochs >= 1, f"epochs must be >= 1 (got {self.epochs})")
@@ -172,6 +179,19 @@ class TrainConfig:
         need(not (self.bf16 and not self.use_gpu), "bf16 needs --use_gpu (bf16 autocast is a GPU option)")
         bad += limit_problems(self)
         return bad
+
+    def __post_init__(self) -> None:
+        if isinstance(self.sparse_tables, (bool, str)):  # YAML and Tune give true/false as bools
+            self.sparse_tables = str(self.sparse_tables).lower()
+
+    def sparse_tables_for(self, n_users: int, n_items: list[int] | tuple[int, ...]) -> bool:
+        """Whether a model of this config over these users and items has sparse tables."""
+        if self.sparse_tables != "auto":
+            return self.sparse_tables == "true"
+        if self.weight_decay > 0:  # SparseAdam has no weight decay
+            return False
+        user_tables = 1 + (len(n_items) if self.user_repr == "shared+specific" else 0)
+        return user_tables * n_users + sum(n_items) >= AUTO_SPARSE_ROWS
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

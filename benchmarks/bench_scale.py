@@ -14,8 +14,9 @@ workers, ns per scored pair and worker, the epoch time extrapolated from s/step 
 epoch of 10^6 users is ~10^4 steps: too long to run on a shared box), the sampled
 evaluation time and its extrapolation to every validation user, peak RSS per worker, and
 the replicated tables' bytes: parameters and Adam's two moments in fp32, 12 d (U + sum_k I_k)
-with ``sparse_tables`` (the default: the gradient holds the batch's rows only), 16 d (...)
-with dense tables (plus a dense gradient), held by every worker. U counts every user table
+with sparse tables (``--sparse-tables true``, the benchmark's default at every size: the
+gradient holds the batch's rows only), 16 d (...) with dense tables (plus a dense
+gradient), held by every worker. U counts every user table
 (the default model has P and one S_k per domain).
 """
 
@@ -94,14 +95,16 @@ def _point(users: int, world: int, rank: int, steps: int, eval_users: int, port:
                       for k in range(task.num_domains))
     pairs_step = positives / steps * (1 + cfg.negatives)
     user_tables = 1 + (task.num_domains if cfg.user_repr == "shared+specific" else 0)
-    row = {"users": users, "workers": world, "sparse_tables": sparse, "n_users": task.n_users, "n_items": list(task.n_items),
+    row = {"users": users, "workers": world, "sparse_tables": sparse, "n_users": task.n_users,
+           "n_items": list(task.n_items),
            "train_positives": [len(t) for t in task.train], "steps_per_epoch": len(batches),
            "s_per_step": step_s, "pairs_per_s": pairs_step * world / step_s,
            "positives_per_s": positives / steps * world / step_s, "ns_per_pair": 1e9 * step_s / pairs_step,
            "epoch_s": step_s * len(batches), "load_s": load_s,
            "eval_users": sum(res.counts.values()), "valid_users": valid_users, "eval_s": eval_s,
            "eval_full_s": eval_s * valid_users / max(1, sum(res.counts.values())),
-           "peak_rss_gib": float(rss), "tables_gib": table_bytes(task.n_users, list(task.n_items), cfg.d, sparse, user_tables) / 2**30,
+           "peak_rss_gib": float(rss),
+           "tables_gib": table_bytes(task.n_users, list(task.n_items), cfg.d, sparse, user_tables) / 2**30,
            "load_average": os.getloadavg()[0]}
     with open(out, "a") as f:
         f.write(json.dumps(row) + "\n")
@@ -158,7 +161,8 @@ def _groups(rows: list[dict]) -> list[tuple[str, int]]:
 
 
 def report(rows: list[dict]) -> None:
-    print(f"{'users':>10} {'tables':>6} {'wk':>3} {'s/step':>7} {'pairs/s':>11} {'ns/pair':>8} {'epoch_s':>9} {'eval_s':>7} "
+    print(f"{'users':>10} {'tables':>6} {'wk':>3} {'s/step':>7} {'pairs/s':>11} {'ns/pair':>8} {'epoch_s':>9} "
+          f"{'eval_s':>7} "
           f"{'eval_all_s':>10} {'rss_GiB':>8} {'tables':>7} {'load':>5}")
     for r in rows:
         print(f"{r['users']:>10,} {_key(r)[0]:>6} {r['workers']:>3} {r['s_per_step']:>7.3f} {r['pairs_per_s']:>11,.0f} "
@@ -168,7 +172,8 @@ def report(rows: list[dict]) -> None:
         sub = [r for r in rows if _key(r) == (tables, w)]
         if len(sub) >= 2:
             xs = [r["users"] for r in sub]
-            print(f"{tables} tables, {w} worker(s): epoch time ~ users^{fit_exponent(xs, [r['epoch_s'] for r in sub]):.2f}, "
+            print(f"{tables} tables, {w} worker(s): epoch time ~ users^"
+                  f"{fit_exponent(xs, [r['epoch_s'] for r in sub]):.2f}, "
                   f"time per scored pair ~ users^{fit_exponent(xs, [r['ns_per_pair'] for r in sub]):.2f} "
                   f"(max/min {max(r['ns_per_pair'] for r in sub) / min(r['ns_per_pair'] for r in sub):.2f}x, "
                   f"target <= 1.5x), full evaluation ~ users^"

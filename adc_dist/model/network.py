@@ -126,7 +126,7 @@ class ADC(nn.Module):
         widths = hidden_widths(cfg.d, cfg.num_hidden_layers, cfg.hidden_shape) if cfg.interaction != "gmf" else []
         return cls(n_users, n_items, cfg.d, widths, dropout=cfg.dropout, init_std=cfg.init_std,
                    user_repr=cfg.user_repr, interaction=cfg.interaction, item_bias=cfg.item_bias,
-                   sparse=cfg.sparse_tables)
+                   sparse=cfg.sparse_tables_for(n_users, n_items))
 
     @property
     def num_domains(self) -> int:

@@ -180,10 +180,10 @@ def fit(cfg: TrainConfig, reporter: Reporter, *, per_user: bool = False, task: T
     best = {"metric": -math.inf, "epoch": -1, "model": None, "bad_epochs": 0}
     state = reporter.load_checkpoint()
     if state is not None:
-        saved = state["config"].get("sparse_tables", False)  # checkpoints from before the field: dense
-        if saved != cfg.sparse_tables:  # the optimizer's state has another shape (train/optim.py)
-            raise AdcError(f"this run's checkpoint was written with sparse_tables {saved}: resume it with "
-                           f"--sparse_tables {str(saved).lower()}")
+        saved = "tables" in state["optimizer"]  # TableAdam's state (train/optim.py)
+        if saved != bool(sparse_table_params(model)):
+            raise AdcError(f"this run's checkpoint was written with {'sparse' if saved else 'dense'} tables: resume "
+                           f"it with --sparse_tables {str(saved).lower()}")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         balancer.load_state_dict(state["balancer"])

@@ -1,11 +1,12 @@
 """The optimizer of a run, and how DDP wraps the model for it.
 
-``sparse_tables`` off: one ``torch.optim.Adam`` over every parameter (dense gradients,
-averaged by DDP). Each step then reads and writes every row of every embedding table,
+Dense tables (``sparse_tables`` false, or auto on small tables): one ``torch.optim.Adam``
+over every parameter (dense gradients, averaged by DDP). Each step then reads and writes every row of every embedding table,
 touched or not, and DDP all-reduces the whole tables: a step costs O(users + items),
 which made time per scored pair grow 120x from 10^4 to 10^6 users (docs/performance.md).
 
-``sparse_tables`` on (ADC built with ``sparse=True``): the tables' gradients hold only
+Sparse tables (true, or auto from ``config.AUTO_SPARSE_ROWS`` rows on; ADC built with
+``sparse=True``): the tables' gradients hold only
 the batch's rows; :class:`TableAdam` updates them with ``torch.optim.SparseAdam`` (lazy
 Adam: the moments of a row move only in steps that touch it) and everything else with
 ``torch.optim.Adam``. DDP is told to leave the tables alone (:func:`wrap_ddp`) and the
@@ -80,7 +81,7 @@ class TableAdam:
 def make_optimizer(model: ADC, cfg: TrainConfig) -> torch.optim.Optimizer | TableAdam:
     """The run's optimizer: :class:`TableAdam` if the model has sparse tables, else Adam."""
     if sparse_table_names(model):
-        return TableAdam(model, cfg.lr)  # weight_decay is 0: the config refuses it with sparse_tables
+        return TableAdam(model, cfg.lr)  # weight_decay is 0: "true" refuses it, "auto" stays dense
     return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 

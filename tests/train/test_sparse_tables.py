@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from adc_dist.balancing import make_balancer
-from adc_dist.config import from_mapping
+from adc_dist.config import AUTO_SPARSE_ROWS, from_mapping
 from adc_dist.data.torch_sampler import samplers_for
 from adc_dist.errors import AdcError
 from adc_dist.model.network import ADC
@@ -39,13 +39,21 @@ def _steps(cfg, task, model, opt, bal, epoch: int, n: int | None = None) -> list
     return batches
 
 
-def test_the_default_model_has_sparse_tables_and_a_table_adam():
+def test_sparse_tables_make_a_table_adam_and_auto_chooses_by_the_tables_rows():
     cfg, _, model, opt, _ = _setup(True)
-    assert cfg.interaction == "gmf" and cfg.user_repr == "shared+specific"
+    assert cfg.interaction == "gmf" and cfg.user_repr == "shared+specific"  # the default model
     assert tuple(sparse_table_names(model)) == TABLES and isinstance(opt, TableAdam)
     assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
     _, _, dense_model, dense_opt, _ = _setup(False)
     assert sparse_table_names(dense_model) == [] and isinstance(dense_opt, torch.optim.Adam)
+    auto = from_mapping({})
+    assert auto.sparse_tables == "auto"
+    # P, S_1, S_2 and the item tables: 3 x 30,000 + 10,000 rows = AUTO_SPARSE_ROWS
+    assert auto.sparse_tables_for(30_000, [6_000, 4_000]) and not auto.sparse_tables_for(29_999, [6_000, 4_000])
+    assert not auto.replace(weight_decay=1e-4).sparse_tables_for(10**6, [10**4])  # SparseAdam has no decay
+    assert AUTO_SPARSE_ROWS == 100_000
+    small = ADC.from_config(auto, 300, [200, 150])  # the paper tasks' size: dense
+    assert sparse_table_names(small) == []
 
 
 def test_a_first_sparse_step_is_dense_adams_step_on_the_batchs_rows_and_moves_no_other_row():
@@ -108,12 +116,15 @@ def test_a_resumed_sparse_run_continues_bitwise_like_an_uninterrupted_one(tmp_pa
         opt2.load_state_dict(torch.optim.Adam(model2.parameters()).state_dict())
 
 
-def test_the_config_refuses_weight_decay_with_sparse_tables_and_the_paper_preset_keeps_dense_tables():
-    with pytest.raises(AdcError, match="weight_decay needs --sparse_tables false"):
-        from_mapping({"weight_decay": 1e-4})
-    assert from_mapping({"weight_decay": 1e-4, "sparse_tables": False}).weight_decay == 1e-4
-    assert from_mapping({"preset": "paper"}).sparse_tables is False
-    assert from_mapping({"sparse_tables": "false"}).sparse_tables is False
+def test_the_config_refuses_weight_decay_with_sparse_tables_true_and_the_paper_preset_keeps_dense_tables():
+    with pytest.raises(AdcError, match="weight_decay needs --sparse_tables false or auto"):
+        from_mapping({"weight_decay": 1e-4, "sparse_tables": True})
+    assert from_mapping({"weight_decay": 1e-4}).weight_decay == 1e-4
+    assert from_mapping({"preset": "paper"}).sparse_tables == "false"
+    assert from_mapping({"sparse_tables": True}).sparse_tables == "true"  # YAML's and Tune's booleans
+    assert from_mapping({"sparse_tables": "False"}).sparse_tables == "false"
+    with pytest.raises(AdcError, match="sparse_tables must be one of"):
+        from_mapping({"sparse_tables": "sometimes"})
 
 
 def test_coalesced_rows_sum_the_duplicates_of_a_batch():
