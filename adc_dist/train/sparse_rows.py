@@ -40,39 +40,44 @@ def coalesce_rows(indices: Tensor, values: Tensor) -> Rows:
 def sum_rows_across_ranks(tables: list[Rows], world: int) -> list[Rows]:
     """For every table, the sum over ranks of its rows (each input coalesced on this rank).
 
-    Two all_gathers carry every table at once: one of the row counts per (rank, table),
-    one of the indices and values of all tables packed into one float64 buffer (indices
-    below 2^53 and float32 values survive the round trip exactly). Returns per table the
-    sorted union of the indices and the summed values, in the values' dtype.
+    Three all_gathers carry every table at once: the row counts per (rank, table), then
+    the indices of all tables in one int64 buffer and their values in one buffer of the
+    values' dtype (every table's values must share it), both padded to the longest rank's.
+    Returns per table the sorted union of the indices and the summed values.
     """
     if world == 1:
         return tables
-    device = tables[0][1].device
+    device, dtype = tables[0][1].device, tables[0][1].dtype
+    if any(v.dtype != dtype for _, v in tables):
+        raise ValueError("sum_rows_across_ranks: every table's values must have one dtype")
     counts = torch.tensor([len(i) for i, _ in tables], dtype=torch.int64, device=device)
-    all_counts = [torch.empty_like(counts) for _ in range(world)]
-    dist.all_gather(all_counts, counts)
+    gathered_counts = [torch.empty_like(counts) for _ in range(world)]
+    dist.all_gather(gathered_counts, counts)
+    all_counts = [c.tolist() for c in gathered_counts]  # [rank][table]
     widths = [int(torch.Size(v.shape[1:]).numel()) for _, v in tables]  # values per row
-    sizes = [int(sum(int(c[t]) * (1 + w) for t, w in enumerate(widths))) for c in all_counts]
-    packed = torch.cat([torch.cat([i.double()[:, None], v.reshape(len(i), -1).double()], 1).reshape(-1)
-                        for i, v in tables])
-    buf = torch.zeros(max(sizes), dtype=torch.float64, device=device)  # all_gather wants equal sizes
-    buf[: len(packed)] = packed
-    gathered = [torch.empty_like(buf) for _ in range(world)]
-    dist.all_gather(gathered, buf)
+    n_idx = [sum(c) for c in all_counts]
+    n_val = [sum(n * w for n, w in zip(c, widths)) for c in all_counts]
 
+    def gather(flat: Tensor, length: int) -> list[Tensor]:
+        buf = torch.zeros(length, dtype=flat.dtype, device=device)  # all_gather wants equal sizes
+        buf[: len(flat)] = flat
+        out = [torch.empty_like(buf) for _ in range(world)]
+        dist.all_gather(out, buf)
+        return out
+
+    idx_of = gather(torch.cat([i for i, _ in tables]), max(n_idx))
+    val_of = gather(torch.cat([v.reshape(-1) for _, v in tables]), max(n_val))
     per_rank: list[list[Rows]] = []
     for r in range(world):
-        rows, start = [], 0
-        for t, (w, (_, v)) in enumerate(zip(widths, tables)):
-            n = int(all_counts[r][t])
-            block = gathered[r][start: start + n * (1 + w)].view(n, 1 + w)
-            rows.append((block[:, 0].long(), block[:, 1:].to(v.dtype).reshape(n, *v.shape[1:])))
-            start += n * (1 + w)
+        rows, i0, v0 = [], 0, 0
+        for n, w, (_, v) in zip(all_counts[r], widths, tables):
+            rows.append((idx_of[r][i0: i0 + n], val_of[r][v0: v0 + n * w].view(n, *v.shape[1:])))
+            i0, v0 = i0 + n, v0 + n * w
         per_rank.append(rows)
     out = []
     for t, (_, v) in enumerate(tables):
         union = torch.unique(torch.cat([per_rank[r][t][0] for r in range(world)]), sorted=True)
-        total = torch.zeros((len(union), *v.shape[1:]), dtype=v.dtype, device=device)
+        total = torch.zeros((len(union), *v.shape[1:]), dtype=dtype, device=device)
         for r in range(world):  # rank order, unique indices per call: the same bits everywhere
             idx, vals = per_rank[r][t]
             total.index_add_(0, torch.searchsorted(union, idx), vals)

@@ -18,7 +18,7 @@ from adc_dist.balancing import make_balancer
 from adc_dist.config import TrainConfig, from_mapping
 from adc_dist.data.torch_sampler import samplers_for
 from adc_dist.train.loop import epoch_batches, train_step
-from adc_dist.train.optim import make_optimizer, wrap_ddp
+from adc_dist.train.optim import TableAdam, make_optimizer, wrap_ddp
 from adc_dist.model.network import ADC, domain_losses
 from synthetic import make_task
 from procs import free_port
@@ -31,8 +31,8 @@ STEPS_CHECKED = 2  # epochs; every step of each is compared across ranks
 # GradNorm weight is the shared user table P, with BPR and L2 on the batch's embeddings, with
 # dense tables (DDP averages them) and with sparse ones (averaged by all_gather: train/sparse_rows.py).
 GMF = {"interaction": "gmf", "user_repr": "shared+specific", "item_bias": True, "loss": "bpr", "l2": 1e-3}
-VARIANTS = {"paper": {"preset": "paper"}, "gmf": {**GMF, "sparse_tables": False},
-            "gmf-sparse": {**GMF, "sparse_tables": True}}
+VARIANTS = {"paper": {"preset": "paper"}, "gmf": {**GMF, "sparse_tables": "false"},
+            "gmf-sparse": {**GMF, "sparse_tables": "true"}}
 TABLES = ("user_emb.weight", "item_embs.0.weight", "item_embs.1.weight")
 
 
@@ -57,7 +57,8 @@ def _rank_main(rank: int, port: int, balancer: str, variant: str, out_dir: str) 
         net = wrap_ddp(model, torch.device("cpu"))
         opt = make_optimizer(model, cfg)
         bal = make_balancer(cfg, task.num_domains)
-        assert isinstance(opt, torch.optim.Adam) != cfg.sparse_tables
+        sparse = isinstance(opt, TableAdam)
+        assert sparse == (cfg.sparse_tables == "true")  # the variants name it: never "auto" here
         table_grads = {}
 
         def keep_first_table_grads(*_):  # the averaged gradients the first step applies
@@ -65,7 +66,7 @@ def _rank_main(rank: int, port: int, balancer: str, variant: str, out_dir: str) 
                 params = dict(model.named_parameters())
                 table_grads.update({n: params[n].grad.to_dense().clone() for n in TABLES}, w=bal.weights())
 
-        (opt.tables if cfg.sparse_tables else opt).register_step_pre_hook(keep_first_table_grads)
+        (opt.tables if sparse else opt).register_step_pre_hook(keep_first_table_grads)
         samplers = samplers_for(task)
         spreads, first = [], None
         for epoch in range(STEPS_CHECKED):
