@@ -81,6 +81,14 @@ def _point(users: int, world: int, rank: int, steps: int, eval_users: int, port:
         positives += sum(len(u) for u in users_b)
         train_step(net, model, balancer, opt, users_b, items_b, world, loss=cfg.loss, l2=cfg.l2)
     step_s = (time.perf_counter() - t1) / steps
+    # Table rows a step touches (this rank; untimed): what a sparse step's cost follows. It
+    # grows with the users while batches stop repeating rows, up to the batch's own size.
+    rows = []
+    for _ in range(3):
+        users_b, items_b = next(it)
+        user_tables = torch.unique(torch.cat(users_b)).numel() + (
+            sum(torch.unique(u).numel() for u in users_b) if cfg.user_repr == "shared+specific" else 0)
+        rows.append(user_tables + sum(torch.unique(i).numel() for i in items_b))
     model.eval()
     t2 = time.perf_counter()
     res = evaluate(model.score_all, task, "valid", cfg.topk, rank=rank, world=world, user_sample=eval_users)
@@ -100,6 +108,7 @@ def _point(users: int, world: int, rank: int, steps: int, eval_users: int, port:
            "train_positives": [len(t) for t in task.train], "steps_per_epoch": len(batches),
            "s_per_step": step_s, "pairs_per_s": pairs_step * world / step_s,
            "positives_per_s": positives / steps * world / step_s, "ns_per_pair": 1e9 * step_s / pairs_step,
+           "rows_per_step": sum(rows) / len(rows), "ns_per_row": 1e9 * step_s * len(rows) / sum(rows),
            "epoch_s": step_s * len(batches), "load_s": load_s,
            "eval_users": sum(res.counts.values()), "valid_users": valid_users, "eval_s": eval_s,
            "eval_full_s": eval_s * valid_users / max(1, sum(res.counts.values())),
@@ -162,11 +171,12 @@ def _groups(rows: list[dict]) -> list[tuple[str, int]]:
 
 def report(rows: list[dict]) -> None:
     print(f"{'users':>10} {'tables':>6} {'wk':>3} {'s/step':>7} {'pairs/s':>11} {'ns/pair':>8} {'epoch_s':>9} "
-          f"{'eval_s':>7} "
+          f"{'rows/step':>9} {'eval_s':>7} "
           f"{'eval_all_s':>10} {'rss_GiB':>8} {'tables':>7} {'load':>5}")
     for r in rows:
         print(f"{r['users']:>10,} {_key(r)[0]:>6} {r['workers']:>3} {r['s_per_step']:>7.3f} {r['pairs_per_s']:>11,.0f} "
-              f"{r['ns_per_pair']:>8.0f} {r['epoch_s']:>9.1f} {r['eval_s']:>7.1f} {r['eval_full_s']:>10.1f} "
+              f"{r['ns_per_pair']:>8.0f} {r['epoch_s']:>9.1f} {r.get('rows_per_step', float('nan')):>9,.0f} "
+              f"{r['eval_s']:>7.1f} {r['eval_full_s']:>10.1f} "
               f"{r['peak_rss_gib']:>8.2f} {r['tables_gib']:>7.2f} {r['load_average']:>5.1f}")
     for tables, w in _groups(rows):
         sub = [r for r in rows if _key(r) == (tables, w)]
