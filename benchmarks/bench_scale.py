@@ -76,11 +76,14 @@ def _point(users: int, world: int, rank: int, steps: int, eval_users: int, port:
     positives = 0
     for i in range(3 + steps):
         if i == 3:
-            t1, positives = time.perf_counter(), 0
+            t1, c1, positives = time.perf_counter(), time.process_time(), 0
         users_b, items_b = next(it)
         positives += sum(len(u) for u in users_b)
         train_step(net, model, balancer, opt, users_b, items_b, world, loss=cfg.loss, l2=cfg.l2)
     step_s = (time.perf_counter() - t1) / steps
+    # CPU seconds of this process (all its threads): unlike wall time, nearly blind to the
+    # other programs sharing the cores, whose load changes between the points of a run.
+    cpu_step = torch.tensor([(time.process_time() - c1) / steps], dtype=torch.float64)
     # Table rows a step touches (this rank; untimed): what a sparse step's cost follows. It
     # grows with the users while batches stop repeating rows, up to the batch's own size.
     rows = []
@@ -96,6 +99,7 @@ def _point(users: int, world: int, rank: int, steps: int, eval_users: int, port:
     rss = torch.tensor([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20])  # GiB
     if world > 1:
         dist.all_reduce(rss, op=dist.ReduceOp.MAX)
+        dist.all_reduce(cpu_step)  # CPU seconds per step of all workers together
         dist.destroy_process_group()
     if rank != 0:
         return
@@ -108,6 +112,7 @@ def _point(users: int, world: int, rank: int, steps: int, eval_users: int, port:
            "train_positives": [len(t) for t in task.train], "steps_per_epoch": len(batches),
            "s_per_step": step_s, "pairs_per_s": pairs_step * world / step_s,
            "positives_per_s": positives / steps * world / step_s, "ns_per_pair": 1e9 * step_s / pairs_step,
+           "cpu_s_per_step": float(cpu_step), "cpu_ns_per_pair": 1e9 * float(cpu_step) / (pairs_step * world),
            "rows_per_step": sum(rows) / len(rows), "ns_per_row": 1e9 * step_s * len(rows) / sum(rows),
            "epoch_s": step_s * len(batches), "load_s": load_s,
            "eval_users": sum(res.counts.values()), "valid_users": valid_users, "eval_s": eval_s,
@@ -171,11 +176,12 @@ def _groups(rows: list[dict]) -> list[tuple[str, int]]:
 
 def report(rows: list[dict]) -> None:
     print(f"{'users':>10} {'tables':>6} {'wk':>3} {'s/step':>7} {'pairs/s':>11} {'ns/pair':>8} {'epoch_s':>9} "
-          f"{'rows/step':>9} {'eval_s':>7} "
+          f"{'cpu_ns/pair':>11} {'rows/step':>9} {'eval_s':>7} "
           f"{'eval_all_s':>10} {'rss_GiB':>8} {'tables':>7} {'load':>5}")
     for r in rows:
         print(f"{r['users']:>10,} {_key(r)[0]:>6} {r['workers']:>3} {r['s_per_step']:>7.3f} {r['pairs_per_s']:>11,.0f} "
-              f"{r['ns_per_pair']:>8.0f} {r['epoch_s']:>9.1f} {r.get('rows_per_step', float('nan')):>9,.0f} "
+              f"{r['ns_per_pair']:>8.0f} {r['epoch_s']:>9.1f} {r.get('cpu_ns_per_pair', float('nan')):>11,.0f} "
+              f"{r.get('rows_per_step', float('nan')):>9,.0f} "
               f"{r['eval_s']:>7.1f} {r['eval_full_s']:>10.1f} "
               f"{r['peak_rss_gib']:>8.2f} {r['tables_gib']:>7.2f} {r['load_average']:>5.1f}")
     for tables, w in _groups(rows):
@@ -188,6 +194,9 @@ def report(rows: list[dict]) -> None:
                   f"(max/min {max(r['ns_per_pair'] for r in sub) / min(r['ns_per_pair'] for r in sub):.2f}x, "
                   f"target <= 1.5x), full evaluation ~ users^"
                   f"{fit_exponent(xs, [r['eval_full_s'] for r in sub]):.2f}")
+            if all("cpu_ns_per_pair" in r for r in sub):
+                cpu = [r["cpu_ns_per_pair"] for r in sub]
+                print(f"  CPU time per scored pair ~ users^{fit_exponent(xs, cpu):.2f} (max/min {max(cpu) / min(cpu):.2f}x)")
 
 
 def plot(rows: list[dict], path: str) -> None:
