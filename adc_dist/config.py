@@ -30,7 +30,8 @@ INTERACTIONS = ("mlp", "mlp+gmf", "gmf")
 LOSSES = ("bce", "bpr")
 SPARSE_TABLES = ("auto", "true", "false")
 # "auto" makes the embedding tables sparse from this many rows (all tables together) on:
-# below it dense Adam is as fast and scored 3 % higher (docs/performance.md, "Sparse tables").
+# below it sparse tables save little (15 % CPU at 31,800 rows) and scored 2.5-3 % lower
+# NDCG@10 on amazon-book-music (docs/performance.md, "Sparse tables").
 AUTO_SPARSE_ROWS = 100_000
 
 # Named starting points: a preset fills in every field it names that the mapping (YAML,

@@ -26,8 +26,9 @@ def shared_layer_grads(model: ADC, losses: torch.Tensor, io: tuple | None, sizes
       about a tenth of a training step. ``sizes`` are the N_k.
     - GMF, tapped with (rows, users): the gathered rows P[users[k]] reach only L_k, so
       g_k is dL/d(rows_k) (:func:`shared_row_grads`) scattered into an [n_users, d] zero
-      table, plus the gradient of the L2 term ``l2 * mean_b ||P[u_b]||^2`` that ``ADC.embedding_sq_norms`` adds to L_k
-      (computed outside the forward): 2 l2 P[u_b] / B_k per row.
+      table, plus the gradient of the L2 term ``l2 * mean_b ||P[u_b]||^2`` that
+      ``ADC.embedding_sq_norms`` adds to L_k (computed outside the forward): 2 l2 P[u_b] / B_k
+      per row.
     - Not tapped (one hidden layer): all K gradients from one vmapped backward onto W
       (rows of eye(K) pick L_k).
     """
