@@ -196,7 +196,8 @@ def report(rows: list[dict]) -> None:
                   f"{fit_exponent(xs, [r['eval_full_s'] for r in sub]):.2f}")
             if all("cpu_ns_per_pair" in r for r in sub):
                 cpu = [r["cpu_ns_per_pair"] for r in sub]
-                print(f"  CPU time per scored pair ~ users^{fit_exponent(xs, cpu):.2f} (max/min {max(cpu) / min(cpu):.2f}x)")
+                print(f"  CPU time per scored pair ~ users^{fit_exponent(xs, cpu):.2f} "
+                      f"(max/min {max(cpu) / min(cpu):.2f}x)")
 
 
 def plot(rows: list[dict], path: str) -> None:

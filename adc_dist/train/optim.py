@@ -1,8 +1,9 @@
 """The optimizer of a run, and how DDP wraps the model for it.
 
 Dense tables (``sparse_tables`` false, or auto on small tables): one ``torch.optim.Adam``
-over every parameter (dense gradients, averaged by DDP). Each step then reads and writes every row of every embedding table,
-touched or not, and DDP all-reduces the whole tables: a step costs O(users + items),
+over every parameter (dense gradients, averaged by DDP). Each step then reads and writes
+every row of every embedding table, touched or not, and DDP all-reduces the whole tables:
+a step costs O(users + items),
 which made time per scored pair grow 120x from 10^4 to 10^6 users (docs/performance.md).
 
 Sparse tables (true, or auto from ``config.AUTO_SPARSE_ROWS`` rows on; ADC built with

@@ -21,7 +21,8 @@ from synthetic import make_task
 
 @pytest.mark.parametrize("kw", [{"d": 16}, {"d": 24, "num_hidden_layers": 3},
                                 {"d": 8, "num_hidden_layers": 1, "hidden_shape": "constant"},
-                                {"d": 16, "sparse_tables": True}, {"d": 16, "interaction": "mlp", "sparse_tables": True}])
+                                {"d": 16, "sparse_tables": True},
+                                {"d": 16, "interaction": "mlp", "sparse_tables": True}])
 def test_the_estimate_is_the_bytes_of_parameters_gradients_and_adam_state_after_a_real_step(kw):
     cfg = TrainConfig(balancer="equal", **kw)
     n_users, n_items = 300, [200, 150]
