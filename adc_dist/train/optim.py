@@ -3,12 +3,11 @@
 Dense tables (``sparse_tables`` false, or auto on small tables): one ``torch.optim.Adam``
 over every parameter (dense gradients, averaged by DDP). Each step then reads and writes
 every row of every embedding table, touched or not, and DDP all-reduces the whole tables:
-a step costs O(users + items),
-which made time per scored pair grow 120x from 10^4 to 10^6 users (docs/performance.md).
+a step costs O(users + items), which made time per scored pair grow 120x from 10^4 to 10^6
+users (docs/performance.md).
 
 Sparse tables (true, or auto from ``config.AUTO_SPARSE_ROWS`` rows on; ADC built with
-``sparse=True``): the tables' gradients hold only
-the batch's rows; :class:`TableAdam` updates them with ``torch.optim.SparseAdam`` (lazy
+``sparse=True``): the tables' gradients hold only the batch's rows; :class:`TableAdam` updates them with ``torch.optim.SparseAdam`` (lazy
 Adam: the moments of a row move only in steps that touch it) and everything else with
 ``torch.optim.Adam``. DDP is told to leave the tables alone (:func:`wrap_ddp`) and the
 loop averages their rows across ranks with one all_gather
