@@ -7,11 +7,11 @@ a step costs O(users + items), which made time per scored pair grow 120x from 10
 users (docs/performance.md).
 
 Sparse tables (true, or auto from ``config.AUTO_SPARSE_ROWS`` rows on; ADC built with
-``sparse=True``): the tables' gradients hold only the batch's rows; :class:`TableAdam` updates them with ``torch.optim.SparseAdam`` (lazy
-Adam: the moments of a row move only in steps that touch it) and everything else with
-``torch.optim.Adam``. DDP is told to leave the tables alone (:func:`wrap_ddp`) and the
-loop averages their rows across ranks with one all_gather
-(adc_dist.train.sparse_rows.all_reduce_sparse_grads): that works on NCCL, whose
+``sparse=True``): the tables' gradients hold only the batch's rows; :class:`TableAdam`
+updates them with ``torch.optim.SparseAdam`` (lazy Adam: the moments of a row move only in
+steps that touch it) and everything else with ``torch.optim.Adam``. DDP is told to leave
+the tables alone (:func:`wrap_ddp`) and the loop averages their rows across ranks with one
+all_gather (adc_dist.train.sparse_rows.all_reduce_sparse_grads): that works on NCCL, whose
 process group has no sparse all-reduce, as well as on gloo. A step costs O(batch).
 """
 
