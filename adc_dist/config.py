@@ -91,13 +91,15 @@ class TrainConfig:
     balancer_lr: float = 0.025  # learning rate of the domain weights (GradNorm paper)
     static_weights: list[float] | None = None  # for balancer="static"; rescaled to sum K
     # --- optimisation ------------------------------------------------------------
-    lr: float = 1e-2  # (paper: 1e-3)
+    lr: float = 5e-3  # (paper: 1e-3) measured with batch_size, docs/performance.md
     weight_decay: float = 0.0
     # "true": row-sparse table gradients + lazy Adam (SparseAdam) on the tables, a step costs
     # O(batch) instead of O(users + items); "false": dense Adam on every row; "auto": sparse
     # from AUTO_SPARSE_ROWS table rows on, unless weight_decay > 0 (train/optim.py)
     sparse_tables: str = "auto"
-    batch_size: int = 4096  # positives per step of the largest domain, per worker (paper: 1024)
+    # positives per step of the largest domain, per worker; 1,024 at lr 5e-3 beat 4,096 at 1e-2 and
+    # 16,384 at equal epochs (docs/performance.md, "Batch size and learning rate")
+    batch_size: int = 1024
     epochs: int = 30  # (paper: 20)
     eval_every: int = 1
     topk: list[int] = field(default_factory=lambda: [5, 10, 20, 50])
