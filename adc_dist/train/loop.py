@@ -97,11 +97,13 @@ def epoch_batches(samplers: list[DomainSampler], cfg: TrainConfig, epoch: int, r
 
 def train_step(net: torch.nn.Module, model: ADC, balancer: torch.nn.Module, opt: torch.optim.Optimizer,
                users: list[torch.Tensor], items: list[torch.Tensor], world: int, autocast=nullcontext(),
-               loss: str = "bce", l2: float = 0.0) -> tuple[torch.Tensor, torch.Tensor | None]:
+               loss: str = "bce", l2: float = 0.0, shared_grads=shared_layer_grads,
+               ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One optimisation step (module doc, steps 2-5). Returns the rank-averaged losses [K] and
     the rank-averaged per-domain gradients of the shared weight [K, |W|] (None unless the
     balancer needs them). L_k is the domain's ``loss`` plus ``l2`` times its batch's
-    embedding L2 term (ADC.embedding_sq_norms)."""
+    embedding L2 term (ADC.embedding_sq_norms). ``shared_grads`` computes the per-domain
+    gradients (sharded tables pass their own: adc_dist.train.sharded_loop)."""
     K = len(users)
     tap = balancer.needs_grads and (not model.has_mlp or len(model.layers) >= 2)
     with autocast:
@@ -111,7 +113,7 @@ def train_step(net: torch.nn.Module, model: ADC, balancer: torch.nn.Module, opt:
     if l2:
         losses = losses + l2 * model.embedding_sq_norms(users, items)
     if balancer.needs_grads:
-        grads = shared_layer_grads(model, losses, io, [it.numel() for it in items], l2)
+        grads = shared_grads(model, losses, io, [it.numel() for it in items], l2)
         packed = torch.cat([grads.reshape(-1), losses.detach()])
         assert not packed.requires_grad
     else:
@@ -141,6 +143,10 @@ def fit(cfg: TrainConfig, reporter: Reporter, *, per_user: bool = False, task: T
     device = reporter.device(cfg.use_gpu)
     task = task if task is not None else prepare_task(cfg)
     K = task.num_domains
+    if cfg.embedding_sharding != "none":  # TorchRec-sharded tables: a loop of their own
+        from adc_dist.train.sharded_loop import fit_sharded
+
+        return fit_sharded(cfg, reporter, task, per_user=per_user)
 
     # Refuse a model the device cannot hold before allocating it (a worker on a cluster
     # checks its own device; the driver checked this machine already).
