@@ -168,6 +168,10 @@ class TrainConfig:
         need(self.max_failures >= 0, f"max_failures must be >= 0 (got {self.max_failures})")
         need(self.embedding_sharding in EMBEDDING_SHARDINGS,
              f"embedding_sharding must be one of {EMBEDDING_SHARDINGS} (got {short(self.embedding_sharding)})")
+        # The fused table optimizers' weight decay has modes of its own (fbgemm), not matched
+        # to torch's and untested here: the batch's L2 term (l2) is the sharded regulariser.
+        need(self.embedding_sharding == "none" or self.weight_decay == 0,
+             f"embedding_sharding={short(self.embedding_sharding)} needs weight_decay 0 (use --l2 instead)")
         need(not (self.bf16 and not self.use_gpu), "bf16 needs --use_gpu (bf16 autocast is a GPU option)")
         bad += limit_problems(self)
         return bad

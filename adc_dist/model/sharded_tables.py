@@ -128,13 +128,13 @@ class ShardedTables:
         n_users, n_items: the table sizes.
         sharding: ``"row_wise"`` or ``"table_wise"``.
         device: this rank's device.
-        lr, weight_decay: of the fused table optimizer.
+        lr: of the fused table optimizer (no weight decay: the config refuses it here).
         init_std, seed: every local shard is drawn N(0, init_std^2) from a generator seeded
             with (seed, table, first row), so ranks never draw the same rows twice.
     """
 
     def __init__(self, model: nn.Module, n_users: int, n_items: Sequence[int], sharding: str,
-                 device: torch.device, *, lr: float, weight_decay: float = 0.0, init_std: float = 0.01,
+                 device: torch.device, *, lr: float, init_std: float = 0.01,
                  seed: int = 0) -> None:
         require_torchrec(sharding)
         from torchrec import EmbeddingCollection, EmbeddingConfig
@@ -157,7 +157,7 @@ class ShardedTables:
         configs = [EmbeddingConfig(num_embeddings=sizes[n], embedding_dim=d, name=n, feature_names=[n])
                    for n in self.names]
         self.optimizer = GPU_TABLE_OPTIMIZER if device.type == "cuda" else CPU_TABLE_OPTIMIZER
-        sharder = EmbeddingCollectionSharder(fused_params=_fused_params(self.optimizer, lr, weight_decay))
+        sharder = EmbeddingCollectionSharder(fused_params=_fused_params(self.optimizer, lr))
         kind = {"row_wise": ShardingType.ROW_WISE, "table_wise": ShardingType.TABLE_WISE}[sharding].value
         planner = EmbeddingShardingPlanner(
             topology=Topology(world_size=self.world, compute_device=device.type),
@@ -318,10 +318,9 @@ class ShardedTables:
         return {part: {n: merged[part][n] for n in self.names if n in merged[part]} for part in sorted(merged)}
 
 
-def _fused_params(optimizer: str, lr: float, weight_decay: float) -> dict[str, Any]:
+def _fused_params(optimizer: str, lr: float) -> dict[str, Any]:
     from fbgemm_gpu.split_embedding_configs import EmbOptimType
 
     if optimizer == "adam":
-        return {"optimizer": EmbOptimType.ADAM, "learning_rate": lr, "weight_decay": weight_decay}
-    return {"optimizer": EmbOptimType.EXACT_ADAGRAD, "learning_rate": lr, "eps": ADAGRAD_EPS,
-            "weight_decay": weight_decay}
+        return {"optimizer": EmbOptimType.ADAM, "learning_rate": lr}
+    return {"optimizer": EmbOptimType.EXACT_ADAGRAD, "learning_rate": lr, "eps": ADAGRAD_EPS}

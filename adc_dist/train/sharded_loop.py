@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import resource
 import time
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -77,13 +78,13 @@ def build_sharded(cfg: TrainConfig, n_users: int, n_items: list[int], device: to
     # One user row: the ADC's own user tables are replaced by row caches right away.
     model = ADC.from_config(cfg, 1, n_items).to(device)
     tables = ShardedTables(model, n_users, n_items, cfg.embedding_sharding, device, lr=cfg.lr,
-                           weight_decay=cfg.weight_decay, init_std=cfg.init_std, seed=cfg.seed)
+                           init_std=cfg.init_std, seed=cfg.seed)
     dense = list(model.parameters())
     net: nn.Module = model
     if dense:
         # As in loop.fit: never static_graph=True (it de-synchronises with autograd.grad).
         net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
-    opt = (torch.optim.Adam(dense, lr=cfg.lr, weight_decay=cfg.weight_decay) if dense
+    opt = (torch.optim.Adam(dense, lr=cfg.lr) if dense
            else _NoDenseOptimizer())
     return model, ShardedNet(net, tables), opt, tables
 
@@ -172,6 +173,8 @@ def fit_sharded(cfg: TrainConfig, reporter: Reporter, task: TaskData, *, per_use
     if state is not None:
         start_epoch, history, best = _resume(state, model, opt, tables, balancer)
         reporter.log(f"resumed from the checkpoint of epoch {start_epoch}")
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cfg.bf16 and device.type == "cuda"
+                else nullcontext())
     metric, n = cfg.early_stop_key
     stop_key = f"valid_{metric}{n}_mean"
     stopped_early = False
@@ -184,8 +187,8 @@ def fit_sharded(cfg: TrainConfig, reporter: Reporter, task: TaskData, *, per_use
         positives, t0 = 0, time.perf_counter()
         for users, items in batches:
             positives += sum(len(u) for u in users)
-            mean_losses, _ = train_step(net, model, balancer, opt, users, items, world, loss=cfg.loss, l2=cfg.l2,
-                                        shared_grads=grads_fn)
+            mean_losses, _ = train_step(net, model, balancer, opt, users, items, world, autocast, cfg.loss,
+                                        cfg.l2, shared_grads=grads_fn)
             loss_sum += mean_losses.double()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
