@@ -145,7 +145,7 @@ class ShardedTables:
 
         if not (dist.is_available() and dist.is_initialized()):
             raise AdcError(f"--embedding_sharding {sharding} shards the tables over the workers of a "
-                           f"process group: run it with --workers 2 or more")
+                           f"process group: give it 2 or more (--num_workers 2, or torchrun --nproc-per-node=2 with --local)")
         self.sharding, self.device = sharding, device
         self.world, self.rank = dist.get_world_size(), dist.get_rank()
         self.n_users, self.n_items = int(n_users), tuple(int(n) for n in n_items)
@@ -241,8 +241,8 @@ class ShardedTables:
 
     def _init_shards(self, init_std: float, seed: int) -> None:
         with torch.no_grad():
-            for i, (n, t) in enumerate(self._local()["weights"].items()):
-                first = next(r0 for r, r0, _ in self.row_ranges(n) if r == self.rank)
+            for n, t in self._local()["weights"].items():
+                i, first = self.names.index(n), next(r0 for r, r0, _ in self.row_ranges(n) if r == self.rank)
                 g = torch.Generator().manual_seed(((seed * 1_000_003 + i) * 2_147_483_647 + first) % 2**63)
                 t.copy_(torch.randn(t.shape, generator=g) * init_std)
 
