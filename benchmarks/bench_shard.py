@@ -68,10 +68,10 @@ def _held_bytes(mode: str, model, opt, tables) -> int:
     return total
 
 
-def _rank(rank: int, port: int, task: str, mode: str, args, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+def _rank(rank: int, task: str, mode: str, args, out: str) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    # A file rendezvous in the run's temporary directory: no port to find.
+    dist.init_process_group("gloo", init_method=f"file://{out}/rendezvous", rank=rank, world_size=WORLD)
     try:
         from adc_dist.balancing import make_balancer
         from adc_dist.config import from_mapping
@@ -110,14 +110,6 @@ def _rank(rank: int, port: int, task: str, mode: str, args, out: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tasks", default="synthetic:1000000x2,synthetic:10000000x2")
@@ -139,7 +131,7 @@ def main() -> None:
     for task in args.tasks.split(","):
         for mode in args.modes.split(","):
             with tempfile.TemporaryDirectory() as out:
-                mp.spawn(_rank, args=(_free_port(), task, mode, args, out), nprocs=WORLD, join=True)
+                mp.spawn(_rank, args=(task, mode, args, out), nprocs=WORLD, join=True)
                 recs = [torch.load(f"{out}/{r}.pt") for r in range(WORLD)]
             for r, rec in enumerate(recs):
                 ok = "" if rec["held"] == rec["expect"] else "  <- differs from the formula"

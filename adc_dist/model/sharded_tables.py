@@ -145,7 +145,7 @@ class ShardedTables:
 
         if not (dist.is_available() and dist.is_initialized()):
             raise AdcError(f"--embedding_sharding {sharding} shards the tables over the workers of a "
-                           f"process group: give it 2 or more (--num_workers 2, or torchrun --nproc-per-node=2 with --local)")
+                           f"process group: give it 2 or more (--num_workers 2, without --local)")
         self.sharding, self.device = sharding, device
         self.world, self.rank = dist.get_world_size(), dist.get_rank()
         self.n_users, self.n_items = int(n_users), tuple(int(n) for n in n_items)

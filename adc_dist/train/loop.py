@@ -95,6 +95,11 @@ def epoch_batches(samplers: list[DomainSampler], cfg: TrainConfig, epoch: int, r
                         batch_size=cfg.batch_size, negatives=cfg.negatives)
 
 
+def autocast_for(cfg: TrainConfig, device: torch.device):
+    """bf16 autocast for a GPU run with ``bf16``, else a context that does nothing."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if cfg.bf16 and device.type == "cuda" else nullcontext()
+
+
 def train_step(net: torch.nn.Module, model: ADC, balancer: torch.nn.Module, opt: torch.optim.Optimizer,
                users: list[torch.Tensor], items: list[torch.Tensor], world: int, autocast=nullcontext(),
                loss: str = "bce", l2: float = 0.0, shared_grads=shared_layer_grads,
@@ -176,8 +181,7 @@ def fit(cfg: TrainConfig, reporter: Reporter, *, per_user: bool = False, task: T
         start_epoch, history, best = state["epoch"], state["history"], state["best"]
         reporter.log(f"resumed from the checkpoint of epoch {start_epoch}")
 
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cfg.bf16 and device.type == "cuda"
-                else nullcontext())
+    autocast = autocast_for(cfg, device)
     metric, n = cfg.early_stop_key
     stop_key = f"valid_{metric}{n}_mean"
     stopped_early = False

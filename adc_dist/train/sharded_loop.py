@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 import resource
 import time
-from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -154,7 +153,7 @@ def _resume(state: dict[str, Any], model: ADC, opt: Any, tables: ShardedTables, 
 
 def fit_sharded(cfg: TrainConfig, reporter: Reporter, task: TaskData, *, per_user: bool = False) -> dict[str, Any]:
     """``loop.fit`` with sharded tables: the same returns, rows and checkpoint cadence."""
-    from adc_dist.train.loop import _epoch_line, _rank_spread, epoch_batches, train_step
+    from adc_dist.train.loop import _epoch_line, _rank_spread, autocast_for, epoch_batches, train_step
 
     rank, world = reporter.rank, reporter.world
     device = reporter.device(cfg.use_gpu)
@@ -167,17 +166,14 @@ def fit_sharded(cfg: TrainConfig, reporter: Reporter, task: TaskData, *, per_use
                  f"({tables.local_table_bytes() / 2**20:,.1f} MiB of rows on rank {rank}); "
                  f"table optimizer: fused {tables.optimizer}")
 
+    metric, n = cfg.early_stop_key
+    stop_key, stopped_early, autocast = f"valid_{metric}{n}_mean", False, autocast_for(cfg, device)
     start_epoch, history = 0, []
     best: dict[str, Any] = {"metric": -math.inf, "epoch": -1, "model": None, "bad_epochs": 0}
     state = reporter.load_checkpoint()
     if state is not None:
         start_epoch, history, best = _resume(state, model, opt, tables, balancer)
         reporter.log(f"resumed from the checkpoint of epoch {start_epoch}")
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cfg.bf16 and device.type == "cuda"
-                else nullcontext())
-    metric, n = cfg.early_stop_key
-    stop_key = f"valid_{metric}{n}_mean"
-    stopped_early = False
 
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
