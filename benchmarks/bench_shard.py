@@ -34,7 +34,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from adc_dist.model.sharded_cost import Tables, scale_table, table_bytes_per_rank
+from adc_dist.model.sharded_cost import Tables, scale_table, sent_bytes_per_step, table_bytes_per_rank
 
 WORLD = 2
 
@@ -43,6 +43,13 @@ def _batch(g: torch.Generator, n_users: int, n_items: list[int], batch: int, neg
     users = [torch.randint(0, n_users, (batch,), generator=g) for _ in n_items]
     items = [torch.randint(0, n, (batch, 1 + negatives), generator=g) for n in n_items]
     return users, items
+
+
+def _formula_sent(t: Tables, mode: str, users, items, specific: bool) -> float:
+    """sharded_cost's bytes sent for this batch (its unique ids per table)."""
+    uniq = [len(torch.unique(torch.cat(users)))] + [len(torch.unique(u)) for u in users if specific]
+    uniq += [len(torch.unique(it)) for it in items]
+    return sent_bytes_per_step(t, "replicated" if mode == "replicated" else "adagrad", WORLD, uniq)
 
 
 def _replicated(cfg, n_users: int, n_items: list[int]):
@@ -66,6 +73,22 @@ def _held_bytes(mode: str, model, opt, tables) -> int:
         total += p.numel() * p.element_size() * 2  # the parameter and its dense gradient
         total += sum(v.numel() * v.element_size() for v in opt.state[p].values() if torch.is_tensor(v) and v.dim())
     return total
+
+
+class _SentBytes:
+    """Counts what this rank's ``all_to_all_single`` calls send to other ranks (TorchRec's
+    lookups and their backward go through it; DDP's all-reduce does not, it is C++)."""
+
+    def __init__(self, rank: int, world: int) -> None:
+        self.rank, self.world, self.total = rank, world, 0
+        self._orig = dist.all_to_all_single
+        dist.all_to_all_single = self._count
+
+    def _count(self, output, input, output_split_sizes=None, input_split_sizes=None, *a, **kw):
+        row = input[0].numel() * input.element_size() if input.dim() and input.shape[0] else 0
+        splits = input_split_sizes or [input.shape[0] // self.world] * self.world if input.dim() else []
+        self.total += sum(n for r, n in enumerate(splits) if r != self.rank) * row
+        return self._orig(output, input, output_split_sizes, input_split_sizes, *a, **kw)
 
 
 def _rank(rank: int, task: str, mode: str, args, out: str) -> None:
@@ -92,20 +115,25 @@ def _rank(rank: int, task: str, mode: str, args, out: str) -> None:
             kw = {"shared_grads": sharded_grads_fn(WORLD)}
         bal = make_balancer(cfg, K)
         g = torch.Generator().manual_seed(1000 + rank)
-        times = []
+        times, sent, formula = [], _SentBytes(rank, WORLD), []
+        t = Tables.of(n_users, n_items, cfg.d, cfg.user_repr == "shared+specific")
         for step in range(args.warmup + args.steps):
             users, items = _batch(g, n_users, n_items, args.batch, args.negatives)
+            if step == args.warmup:
+                sent.total = 0
+            if step >= args.warmup:
+                formula.append(_formula_sent(t, mode, users, items, cfg.user_repr == "shared+specific"))
             dist.barrier()
             t0 = time.perf_counter()
             train_step(net, model, bal, opt, users, items, WORLD, loss=cfg.loss, l2=cfg.l2, **kw)
             if step >= args.warmup:
                 times.append(time.perf_counter() - t0)
         held = _held_bytes(mode, model, opt, tables)
-        t = Tables.of(n_users, n_items, cfg.d, cfg.user_repr == "shared+specific")
         expect = table_bytes_per_rank(t, "replicated" if mode == "replicated" else tables.optimizer, WORLD, rank)
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        torch.save({"held": held, "expect": expect, "rss_mb": rss, "step_s": statistics.median(times)},
-                   f"{out}/{rank}.pt")
+        torch.save({"held": held, "expect": expect, "rss_mb": rss, "step_s": statistics.median(times),
+                    "sent": sent.total / args.steps if mode != "replicated" else None,
+                    "sent_formula": statistics.mean(formula)}, f"{out}/{rank}.pt")
     finally:
         dist.destroy_process_group()
 
@@ -127,7 +155,8 @@ def main() -> None:
         return
     print(f"{WORLD} CPU ranks (gloo), d={args.d}, user_repr={args.user_repr}, batch {args.batch} x "
           f"(1 + {args.negatives}) per domain and rank; load average {os.getloadavg()[0]:.2f}")
-    print(f"{'task':<24} {'mode':<11} {'table MB/rank':>14} {'formula MB':>11} {'peak RSS MB':>12} {'step ms':>8}")
+    print(f"{'task':<24} {'mode':<13} {'table MB/rank':>14} {'formula MB':>11} {'peak RSS MB':>12} {'step ms':>8} "
+          f"{'sent MB/step':>13} {'formula MB':>11}")
     for task in args.tasks.split(","):
         for mode in args.modes.split(","):
             with tempfile.TemporaryDirectory() as out:
@@ -135,8 +164,10 @@ def main() -> None:
                 recs = [torch.load(f"{out}/{r}.pt") for r in range(WORLD)]
             for r, rec in enumerate(recs):
                 ok = "" if rec["held"] == rec["expect"] else "  <- differs from the formula"
-                print(f"{task:<24} {mode + f'/r{r}':<11} {rec['held'] / 2**20:>14,.1f} {rec['expect'] / 2**20:>11,.1f} "
-                      f"{rec['rss_mb']:>12,.0f} {rec['step_s'] * 1e3:>8,.1f}{ok}", flush=True)
+                sent = "-" if rec["sent"] is None else f"{rec['sent'] / 2**20:,.2f}"  # DDP's all-reduce is not counted
+                print(f"{task:<24} {mode + f'/r{r}':<13} {rec['held'] / 2**20:>14,.1f} {rec['expect'] / 2**20:>11,.1f} "
+                      f"{rec['rss_mb']:>12,.0f} {rec['step_s'] * 1e3:>8,.1f} {sent:>13} "
+                      f"{rec['sent_formula'] / 2**20:>11,.2f}{ok}", flush=True)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
