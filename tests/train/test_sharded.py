@@ -71,7 +71,7 @@ class _TablesAdagradDenseAdam:
 def _compare(rank: int, task, case: str) -> dict:
     """Replicated and sharded side by side from the same initial parameters, on the same batches."""
     overrides, sharding = CASES[case]
-    cfg = from_mapping({**BASE, **overrides, "embedding_sharding": sharding, "batch_size": 2048})
+    cfg = from_mapping({**BASE, **overrides, "embedding_sharding": sharding})
     torch.manual_seed(cfg.seed)
     ref = ADC.from_config(cfg, task.n_users, task.n_items)
     ref_net, ref_opt = DDP(ref), _TablesAdagradDenseAdam(ref, cfg.lr)
