@@ -28,6 +28,9 @@ HIDDEN_SHAPES = ("halving", "constant")
 USER_REPRS = ("shared", "shared+specific")
 INTERACTIONS = ("mlp", "mlp+gmf", "gmf")
 LOSSES = ("bce", "bpr")
+# How the embedding tables are laid out over the workers: "none" replicates them under DDP;
+# "row_wise" / "table_wise" shard them with TorchRec (the optional [sharded] extra, docs/scale.md).
+EMBEDDING_SHARDINGS = ("none", "row_wise", "table_wise")
 
 # Named starting points: a preset fills in every field it names that the mapping (YAML,
 # flags, Tune's trial config) does not set itself. "paper" is the reconstruction of
@@ -103,6 +106,7 @@ class TrainConfig:
     storage_path: str = "runs"  # run directories are created under this
     name: str | None = None  # run name; None: <task>-<timestamp>
     resume: bool = False
+    embedding_sharding: str = "none"  # EMBEDDING_SHARDINGS: "none" (DDP replicas) or TorchRec-sharded tables
 
     # ------------------------------------------------------------------------------
     def validate(self) -> "TrainConfig":
@@ -162,6 +166,12 @@ class TrainConfig:
         need(self.num_workers >= 0, f"num_workers must be >= 0 (got {self.num_workers})")
         need(self.cpus_per_worker > 0, f"cpus_per_worker must be > 0 (got {self.cpus_per_worker})")
         need(self.max_failures >= 0, f"max_failures must be >= 0 (got {self.max_failures})")
+        need(self.embedding_sharding in EMBEDDING_SHARDINGS,
+             f"embedding_sharding must be one of {EMBEDDING_SHARDINGS} (got {short(self.embedding_sharding)})")
+        # The fused table optimizers' weight decay has modes of its own (fbgemm), not matched
+        # to torch's and untested here: the batch's L2 term (l2) is the sharded regulariser.
+        need(self.embedding_sharding == "none" or self.weight_decay == 0,
+             f"embedding_sharding={short(self.embedding_sharding)} needs weight_decay 0 (use --l2 instead)")
         need(not (self.bf16 and not self.use_gpu), "bf16 needs --use_gpu (bf16 autocast is a GPU option)")
         bad += limit_problems(self)
         return bad

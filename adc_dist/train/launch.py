@@ -294,11 +294,16 @@ def run(cfg: TrainConfig, *, local: bool = False, quiet: bool = False, per_user:
 
     cfg = resolve(cfg, local=local)
     check_resources(cfg, local=local)
+    if cfg.embedding_sharding != "none":  # one line now, not a traceback from every worker
+        from adc_dist.model.sharded_tables import require_torchrec
+
+        require_torchrec(cfg.embedding_sharding)
     rank0 = int(os.environ.get("RANK", "0")) == 0
     # Load (and cache) the split once here: bad data stops before any worker starts, and the
     # workers on this machine find the cache ready.
     task = prepare_task(cfg)
-    check_fits(cfg, task.n_users, task.n_items, workers_here=local_workers(cfg, local))
+    if cfg.embedding_sharding == "none":  # the estimate is of replicated tables (docs/scale.md: sharded)
+        check_fits(cfg, task.n_users, task.n_items, workers_here=local_workers(cfg, local))
     # Locked and checked before Ray starts; removed again if the run fails before a checkpoint.
     with (open_run(cfg) if rank0 else nullcontext(rd.run_dir_of(cfg))) as run_dir:
         return _train(cfg, task, run_dir, local=local, quiet=quiet, per_user=per_user, verbose=verbose)
