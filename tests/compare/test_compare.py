@@ -24,6 +24,8 @@ def _settings(*argv):
     (["--set", "dd=8"], "did you mean d"),
     (["--set", "d=-1"], "d must be > 0"),
     (["--frobnicate"], "unknown flag --frobnicate"),
+    (["--sparse-only", "--no-balancing-study"], "--sparse-only needs the sparse-domain study"),
+    (["--sparse-only", "--methods", "bpr_mf,adc_paper"], "--sparse-only needs the sparse-domain study"),
 ])
 def test_bad_flags_raise_one_clear_error(argv, message):
     with pytest.raises(AdcError, match=message):
@@ -41,7 +43,10 @@ def test_quick_mode_is_one_task_two_seeds_and_small_models():
     assert s.tasks == ["amazon-music-video"] and s.seeds == [0, 1] and s.budget == 2
     assert s.adc["epochs"] <= 2 and s.balancing
     assert _settings("--quick", "--tasks", "six").tasks == ["amazon-book-music"]
-    assert not _settings("--methods", "cmf,adc_gradnorm").balancing  # the study needs equal and static
+    assert _settings("--methods", "cmf,adc_gradnorm").balancing  # the sparse study runs the balancers present
+    assert not _settings("--methods", "cmf,adc_paper").balancing  # ... and needs one of them
+    only = _settings("--sparse-only", "--methods", "bpr_mf,adc_gradnorm")
+    assert only.balancing and not only.main_finals and _settings().main_finals
 
 
 @pytest.fixture
