@@ -139,6 +139,11 @@ def test_embedding_l2_is_the_batch_mean_of_the_squared_rows():
     ref = (m.user_emb.weight[u].pow(2).sum(-1).mean() + m.user_specific[k].weight[u].pow(2).sum(-1).mean()
            + m.item_embs[k].weight[it].pow(2).sum(-1).mean())
     torch.testing.assert_close(m.embedding_sq_norms(users, items)[k], ref)
+    g = _model("shared+gated", "gmf", False)  # the gated variant regularises what domain k reads
+    gate = 2 * torch.sigmoid(g.user_gate[k])
+    ref = ((g.user_emb.weight[u] * gate).pow(2).sum(-1).mean() + g.user_specific[k].weight[u].pow(2).sum(-1).mean()
+           + g.item_embs[k].weight[it].pow(2).sum(-1).mean())
+    torch.testing.assert_close(g.embedding_sq_norms(users, items)[k], ref)
 
 
 def test_paper_preset_is_design_section_2_and_explicit_keys_win():
