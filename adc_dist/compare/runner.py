@@ -349,8 +349,8 @@ class Comparison:
 
         The balancers among the methods, on the default backbone: equal on the main study's
         learning rate, static and GradNorm re-tuned on the cut task's validation split.
-        BPR-MF, CMF and the paper preset keep their main-study configurations (the study asks
-        where transfer pays).
+        MostPop, BPR-MF, CMF and the paper preset keep their main-study configurations (the
+        study asks where transfer pays).
         """
         from adc_dist.data import load_task
 
