@@ -16,7 +16,7 @@ Protocol (docs/compare.md):
 3. The sparse-domain study, on every task: its smaller domain cut to 10 % of its train
    positives (TrainConfig.subsample_domain / subsample_frac); the ADC balancers among
    --methods (equal, static, GradNorm; static and GradNorm re-tuned on the cut task) against
-   BPR-MF, CMF and the paper preset with their main-study configurations.
+   MostPop, BPR-MF, CMF and the paper preset with their main-study configurations.
    With a budget of 1 every method runs its one (default) configuration without a
    validation run: there is nothing to choose.
 4. Write under ``--out``: results.parquet (task x method x seed x domain, Recall/NDCG@10/20),
