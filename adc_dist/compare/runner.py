@@ -214,9 +214,12 @@ class Comparison:
         # Stage 1: the backbone's learning rate with equal weights (full task) and, on the same
         # rates, the single-domain MLP (one run per domain).
         lrs = list(cm.LR_GRID[: s.budget])
-        if len(lrs) == 1 and "mlp_single" not in s.methods:  # one rate: nothing to choose, no sweep
+        if len(lrs) == 1:  # one rate: nothing to choose, no sweep
             best_lr = lrs[0]
             self.record_tuning("main", task_name, "adc_equal", {"lr": best_lr}, float("nan"))
+            if "mlp_single" in s.methods:
+                self.record_tuning("main", task_name, "mlp_single", {"lr": best_lr}, float("nan"))
+                best["mlp_single"] = {"lr": best_lr, "balancer": "equal"}
         else:
             doms = [None] + ([[d] for d in task.domains] if "mlp_single" in s.methods else [])
             t = self.sweep(f"{_slug(task_name)}-stage1", task_name, {**s.adc, "balancer": "equal", "seed": 0},
@@ -229,7 +232,7 @@ class Comparison:
         self.backbone_lr[task_name] = best_lr
         if "adc_equal" in s.methods:
             best["adc_equal"] = {"lr": best_lr, "balancer": "equal"}
-        if "mlp_single" in s.methods:
+        if "mlp_single" in s.methods and len(lrs) > 1:
             single = t[t["domains"].notna()].groupby("lr")["valid_score"].mean()
             for lr, v in single.items():
                 self.record_tuning("main", task_name, "mlp_single", {"lr": lr}, v)
