@@ -25,7 +25,7 @@ from adc_dist.inputs.files import short
 
 BALANCERS = ("gradnorm", "equal", "static", "uncertainty")
 HIDDEN_SHAPES = ("halving", "constant")
-USER_REPRS = ("shared", "shared+specific")
+USER_REPRS = ("shared", "shared+specific", "shared+gated")
 INTERACTIONS = ("mlp", "mlp+gmf", "gmf")
 LOSSES = ("bce", "bpr")
 # How the embedding tables are laid out over the workers: "none" replicates them under DDP;
@@ -76,7 +76,8 @@ class TrainConfig:
     hidden_shape: str = "halving"  # "halving": 2d -> d -> d/2 ...; "constant": 2d wide
     dropout: float = 0.0
     init_std: float = 0.1  # normal init of the embedding tables (paper: 0.01)
-    user_repr: str = "shared+specific"  # "shared": p_u (paper); "shared+specific": p_u + s_u^k
+    user_repr: str = "shared+specific"  # "shared": p_u (paper); "shared+specific": p_u + s_u^k;
+    # "shared+gated": g_k * p_u + s_u^k with a learned per-domain, per-dimension gate g_k in (0, 2)
     interaction: str = "gmf"  # "mlp" (paper), "mlp+gmf" (MLP head + p.q), "gmf" (p.q only)
     item_bias: bool = True  # a learned bias per item added to the logit (paper: none)
     # --- objective and balancing ------------------------------------------------

@@ -27,7 +27,8 @@ def shared_layer_grads(model: ADC, losses: torch.Tensor, io: tuple | None, sizes
     - GMF, tapped with (rows, users): the gathered rows P[users[k]] reach only L_k, so
       g_k is dL/d(rows_k) scattered into an [n_users, d] zero table, plus the gradient of
       the L2 term ``l2 * mean_b ||P[u_b]||^2`` that ``ADC.embedding_sq_norms`` adds to L_k
-      (computed outside the forward): 2 l2 P[u_b] / B_k per row.
+      (computed outside the forward): 2 l2 P[u_b] / B_k per row (2 l2 g_k^2 P[u_b] / B_k
+      for ``shared+gated``, whose L2 is on g_k * P[u]).
     - Not tapped (one hidden layer): all K gradients from one vmapped backward onto W
       (rows of eye(K) pick L_k).
     """
@@ -42,8 +43,9 @@ def shared_layer_grads(model: ADC, losses: torch.Tensor, io: tuple | None, sizes
         deltas = torch.autograd.grad(losses.sum(), rows, retain_graph=True)
         out = torch.zeros(K, *W.shape, dtype=torch.float32, device=W.device)
         for k, (delta, r, u) in enumerate(zip(deltas, rows, users)):
-            if l2:
-                delta = delta + (2.0 * l2 / len(u)) * r.detach()
+            if l2:  # shared+gated: the L2 term is on g_k * P[u], so its gradient carries g_k^2
+                scale = model.gate(k).detach() ** 2 if model.user_gate is not None else 1.0
+                delta = delta + (2.0 * l2 / len(u)) * scale * r.detach()
             out[k].index_add_(0, u, delta.float())
         return out.reshape(K, -1)
     z, pre = io
