@@ -7,7 +7,7 @@ only the norms ||g_k|| of the rank-averaged gradients g_k = (1/world) sum_r g_k^
 a row of g_k is non-zero only for users of the step's batches. So (:func:`shared_row_grad_norms`):
 
   1. on each rank, dL_k/d(rows) of the batch's looked-up rows P[u] (plus the L2 term's
-     2 l2 P[u] / B_k, as ``shared_layer_grads`` adds), summed per user;
+     ``l2_row_grad``, as ``shared_layer_grads`` adds), summed per user;
   2. every (domain, user) row goes to one owner rank (one all-to-all of about
      B x d values per domain: the size of the lookup itself);
   3. each rank sums the rows of the same (domain, user) from all ranks, squares and adds;
@@ -25,8 +25,10 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from adc_dist.model.shared_grads import l2_row_grad
 
-def shared_row_grad_norms(losses: Tensor, io: tuple, world: int, l2: float = 0.0) -> Tensor:
+
+def shared_row_grad_norms(model, losses: Tensor, io: tuple, world: int, l2: float = 0.0) -> Tensor:
     """||g_k|| of the rank-averaged gradient of L_k w.r.t. P, for every domain: [K, 1].
 
     ``io`` is the tap of ``ADC.forward(..., last_layer_io=True)`` for ``gmf``: the K
@@ -38,7 +40,7 @@ def shared_row_grad_norms(losses: Tensor, io: tuple, world: int, l2: float = 0.0
     keys, vals = [], []
     for k, (delta, r, u) in enumerate(zip(deltas, rows, users)):
         if l2:
-            delta = delta + (2.0 * l2 / len(u)) * r.detach()
+            delta = delta + l2_row_grad(model, k, r, len(u), l2)
         uniq, inv = torch.unique(u, return_inverse=True)
         summed = torch.zeros(len(uniq), delta.shape[1], dtype=torch.float32, device=delta.device)
         summed.index_add_(0, inv, delta.float())

@@ -43,9 +43,8 @@ def shared_layer_grads(model: ADC, losses: torch.Tensor, io: tuple | None, sizes
         deltas = torch.autograd.grad(losses.sum(), rows, retain_graph=True)
         out = torch.zeros(K, *W.shape, dtype=torch.float32, device=W.device)
         for k, (delta, r, u) in enumerate(zip(deltas, rows, users)):
-            if l2:  # shared+gated: the L2 term is on g_k * P[u], so its gradient carries g_k^2
-                scale = model.gate(k).detach() ** 2 if model.user_gate is not None else 1.0
-                delta = delta + (2.0 * l2 / len(u)) * scale * r.detach()
+            if l2:
+                delta = delta + l2_row_grad(model, k, r, len(u), l2)
             out[k].index_add_(0, u, delta.float())
         return out.reshape(K, -1)
     z, pre = io
@@ -53,3 +52,11 @@ def shared_layer_grads(model: ADC, losses: torch.Tensor, io: tuple | None, sizes
     z = z.detach()  # a value here: no graph may grow from the balancer's inputs
     return torch.stack([(dk.float().T @ zk.float()).reshape(-1)
                         for dk, zk in zip(delta.split(sizes), z.split(sizes))])
+
+
+def l2_row_grad(model, k: int, rows: torch.Tensor, batch: int, l2: float) -> torch.Tensor:
+    """The gradient at the batch's rows P[u] of domain k's L2 term ``l2 * mean ||P[u]||^2``
+    (``ADC.embedding_sq_norms``, computed outside the forward, so autograd through the tapped
+    rows misses it): 2 l2 P[u] / B_k, times g_k^2 for ``shared+gated``, whose L2 is on g_k * P[u]."""
+    scale = model.gate(k).detach() ** 2 if model.user_gate is not None else 1.0
+    return (2.0 * l2 / batch) * scale * rows.detach()

@@ -93,7 +93,7 @@ def sharded_grads_fn(world: int):
     def grads(model: ADC, losses: torch.Tensor, io: tuple | None, sizes: list[int], l2: float) -> torch.Tensor:
         if model.has_mlp:  # W_L is a dense parameter: the replicated path's gradients
             return shared_layer_grads(model, losses, io, sizes, l2)
-        return shared_row_grad_norms(losses, io, world, l2)
+        return shared_row_grad_norms(model, losses, io, world, l2)
     return grads
 
 

@@ -12,6 +12,7 @@ from adc_dist.config import PRESETS, USER_REPRS, TrainConfig, from_mapping
 from adc_dist.errors import AdcError
 from adc_dist.model.network import ADC, domain_losses
 from adc_dist.model.shared_grads import shared_layer_grads
+from adc_dist.model.sharded_grads import shared_row_grad_norms
 
 VARIANTS = list(itertools.product(USER_REPRS, ("mlp", "mlp+gmf", "gmf"), (False, True)))
 
@@ -97,6 +98,9 @@ def test_shared_grads_equal_autograd_per_domain_for_every_variant(user_repr, int
     assert (ref.abs().sum(1) > 0).all()
     untapped = shared_layer_grads(m, losses, None, [], l2)  # the vmapped fallback agrees
     torch.testing.assert_close(untapped, ref, rtol=1e-5, atol=1e-6)
+    if interaction == "gmf":  # sharded tables' norms from the batch's rows (one process: no collective)
+        norms = shared_row_grad_norms(m, losses, io, 1, l2)
+        torch.testing.assert_close(norms.reshape(-1), ref.norm(dim=1), rtol=1e-5, atol=1e-6)
     assert W.grad is None  # nothing accumulated: DDP's hooks would not fire
 
 

@@ -35,9 +35,11 @@ from procs import free_port
 
 WORLD = 2
 STEPS = 3  # compared steps per epoch, two epochs
-# The default model (gmf, shared + specific user vectors, GradNorm at P) row-wise, and the
-# paper's MLP (GradNorm at the last shared layer) table-wise.
-CASES = {"gmf-row_wise": ({}, "row_wise"), "paper-table_wise": ({"preset": "paper"}, "table_wise")}
+# The default model (gmf, shared + specific user vectors, GradNorm at P) row-wise, the gated
+# user vectors (whose L2 gradient at P carries g_k^2) row-wise, and the paper's MLP (GradNorm
+# at the last shared layer) table-wise.
+CASES = {"gmf-row_wise": ({}, "row_wise"), "gated-row_wise": ({"user_repr": "shared+gated"}, "row_wise"),
+         "paper-table_wise": ({"preset": "paper"}, "table_wise")}
 BASE = {"task": "amazon-book-music", "d": 16, "batch_size": 2048, "eval_users": 300, "topk": [10],
         "early_stop_metric": "ndcg@10", "balancer_lr": 0.05}
 
