@@ -323,9 +323,11 @@ def _train(cfg: TrainConfig, task: Any, run_dir: str, *, local: bool, quiet: boo
     if rank0:
         rd.write_config(f"{run_dir}/config.yaml", cfg)
         if not quiet:
+            # --local under torchrun: the processes torchrun started, not num_workers.
+            world = int(os.environ.get("WORLD_SIZE", "1")) if local else cfg.num_workers
+            where = (" under torchrun" if world > 1 else " in-process") if local else " under Ray Train"
             print(f"adc_dist: task {task.name} ({', '.join(task.domains)}), {task.n_users:,} users; "
-                  f"{cfg.num_workers} worker(s) on {'GPU' if cfg.use_gpu else 'CPU'}"
-                  f"{' in-process' if local else ' under Ray Train'}; run dir {run_dir}", flush=True)
+                  f"{world} worker(s) on {'GPU' if cfg.use_gpu else 'CPU'}{where}; run dir {run_dir}", flush=True)
     t0 = time.time()
     out = (_fit_local(cfg, run_dir, quiet=quiet, per_user=per_user) if local
            else _fit_with_ray(cfg, quiet=quiet, per_user=per_user))
