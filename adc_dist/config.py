@@ -25,7 +25,7 @@ from adc_dist.inputs.files import short
 
 BALANCERS = ("gradnorm", "equal", "static", "uncertainty")
 HIDDEN_SHAPES = ("halving", "constant")
-USER_REPRS = ("shared", "shared+specific")
+USER_REPRS = ("shared", "shared+specific", "shared+gated")
 INTERACTIONS = ("mlp", "mlp+gmf", "gmf")
 LOSSES = ("bce", "bpr")
 SPARSE_TABLES = ("auto", "true", "false")
@@ -33,6 +33,9 @@ SPARSE_TABLES = ("auto", "true", "false")
 # below it sparse tables save little (15 % CPU at 31,800 rows) and scored 2.5-3 % lower
 # NDCG@10 on amazon-book-music (docs/performance.md, "Sparse tables").
 AUTO_SPARSE_ROWS = 100_000
+# How the embedding tables are laid out over the workers: "none" replicates them under DDP;
+# "row_wise" / "table_wise" shard them with TorchRec (the optional [sharded] extra, docs/scale.md).
+EMBEDDING_SHARDINGS = ("none", "row_wise", "table_wise")
 
 # Named starting points: a preset fills in every field it names that the mapping (YAML,
 # flags, Tune's trial config) does not set itself. "paper" is the reconstruction of
@@ -79,7 +82,8 @@ class TrainConfig:
     hidden_shape: str = "halving"  # "halving": 2d -> d -> d/2 ...; "constant": 2d wide
     dropout: float = 0.0
     init_std: float = 0.1  # normal init of the embedding tables (paper: 0.01)
-    user_repr: str = "shared+specific"  # "shared": p_u (paper); "shared+specific": p_u + s_u^k
+    user_repr: str = "shared+specific"  # "shared": p_u (paper); "shared+specific": p_u + s_u^k;
+    # "shared+gated": g_k * p_u + s_u^k with a learned per-domain, per-dimension gate g_k in (0, 2)
     interaction: str = "gmf"  # "mlp" (paper), "mlp+gmf" (MLP head + p.q), "gmf" (p.q only)
     item_bias: bool = True  # a learned bias per item added to the logit (paper: none)
     # --- objective and balancing ------------------------------------------------
@@ -115,6 +119,7 @@ class TrainConfig:
     storage_path: str = "runs"  # run directories are created under this
     name: str | None = None  # run name; None: <task>-<timestamp>
     resume: bool = False
+    embedding_sharding: str = "none"  # EMBEDDING_SHARDINGS: "none" (DDP replicas) or TorchRec-sharded tables
 
     # ------------------------------------------------------------------------------
     def validate(self) -> "TrainConfig":
@@ -162,6 +167,9 @@ class TrainConfig:
         need(self.weight_decay >= 0, f"weight_decay must be >= 0 (got {self.weight_decay})")
         need(self.sparse_tables in SPARSE_TABLES,
              f"sparse_tables must be one of {SPARSE_TABLES} (got {short(self.sparse_tables)})")
+        need(not (self.sparse_tables == "true" and self.embedding_sharding != "none"),
+             "sparse_tables true is for replicated tables: sharded ones (embedding_sharding) have their own "
+             "row-wise optimizer; use --sparse_tables auto or false")
         need(not (self.sparse_tables == "true" and self.weight_decay > 0),
              "weight_decay needs --sparse_tables false or auto (SparseAdam has no weight decay; --l2 regularises "
              "the batch's embeddings instead)")
@@ -179,6 +187,12 @@ class TrainConfig:
         need(self.num_workers >= 0, f"num_workers must be >= 0 (got {self.num_workers})")
         need(self.cpus_per_worker > 0, f"cpus_per_worker must be > 0 (got {self.cpus_per_worker})")
         need(self.max_failures >= 0, f"max_failures must be >= 0 (got {self.max_failures})")
+        need(self.embedding_sharding in EMBEDDING_SHARDINGS,
+             f"embedding_sharding must be one of {EMBEDDING_SHARDINGS} (got {short(self.embedding_sharding)})")
+        # The fused table optimizers' weight decay has modes of its own (fbgemm), not matched
+        # to torch's and untested here: the batch's L2 term (l2) is the sharded regulariser.
+        need(self.embedding_sharding == "none" or self.weight_decay == 0,
+             f"embedding_sharding={short(self.embedding_sharding)} needs weight_decay 0 (use --l2 instead)")
         need(not (self.bf16 and not self.use_gpu), "bf16 needs --use_gpu (bf16 autocast is a GPU option)")
         bad += limit_problems(self)
         return bad
@@ -189,11 +203,13 @@ class TrainConfig:
 
     def sparse_tables_for(self, n_users: int, n_items: list[int] | tuple[int, ...]) -> bool:
         """Whether a model of this config over these users and items has sparse tables."""
+        if self.embedding_sharding != "none":  # TorchRec's sharded tables bring their own optimizer
+            return False
         if self.sparse_tables != "auto":
             return self.sparse_tables == "true"
         if self.weight_decay > 0:  # SparseAdam has no weight decay
             return False
-        user_tables = 1 + (len(n_items) if self.user_repr == "shared+specific" else 0)
+        user_tables = 1 + (len(n_items) if self.user_repr != "shared" else 0)  # P (+ S_k)
         return user_tables * n_users + sum(n_items) >= AUTO_SPARSE_ROWS
 
     def to_dict(self) -> dict[str, Any]:

@@ -90,7 +90,7 @@ def _point(users: int, world: int, rank: int, steps: int, eval_users: int, port:
     for _ in range(3):
         users_b, items_b = next(it)
         user_tables = torch.unique(torch.cat(users_b)).numel() + (
-            sum(torch.unique(u).numel() for u in users_b) if cfg.user_repr == "shared+specific" else 0)
+            sum(torch.unique(u).numel() for u in users_b) if cfg.user_repr != "shared" else 0)
         rows.append(user_tables + sum(torch.unique(i).numel() for i in items_b))
     model.eval()
     t2 = time.perf_counter()
@@ -106,7 +106,7 @@ def _point(users: int, world: int, rank: int, steps: int, eval_users: int, port:
     valid_users = sum(int((task.user_items("valid", k).indptr[1:] > task.user_items("valid", k).indptr[:-1]).sum())
                       for k in range(task.num_domains))
     pairs_step = positives / steps * (1 + cfg.negatives)
-    user_tables = 1 + (task.num_domains if cfg.user_repr == "shared+specific" else 0)
+    user_tables = 1 + (task.num_domains if cfg.user_repr != "shared" else 0)
     row = {"users": users, "workers": world, "sparse_tables": sparse, "n_users": task.n_users,
            "n_items": list(task.n_items),
            "train_positives": [len(t) for t in task.train], "steps_per_epoch": len(batches),

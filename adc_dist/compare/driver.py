@@ -13,9 +13,12 @@ Protocol (docs/compare.md):
 2. Retrain each method's best configuration with seeds 0..S-1 (``--seeds``): seed s is
    both the split seed (``load_task(seed=s)``) and the model / sampling seed, identical
    for every method; test the best validated epoch, keep per-user metrics.
-3. The balancing study: the first task with its last domain cut to 10 % of its train
-   positives (TrainConfig.subsample_domain / subsample_frac); equal vs tuned static vs
-   tuned GradNorm, tuned and retrained the same way.
+3. The sparse-domain study, on every task: its smaller domain cut to 10 % of its train
+   positives (TrainConfig.subsample_domain / subsample_frac); the ADC balancers among
+   --methods (equal, static, GradNorm; static and GradNorm re-tuned on the cut task) against
+   MostPop, BPR-MF, CMF and the paper preset with their main-study configurations.
+   With a budget of 1 every method runs its one (default) configuration without a
+   validation run: there is nothing to choose.
 4. Write under ``--out``: results.parquet (task x method x seed x domain, Recall/NDCG@10/20),
    per_user.parquet, tuning.parquet, histories.parquet, significance.parquet, results.md
    (tables, significance, tuned configurations) and the figures.
@@ -60,7 +63,10 @@ def build_parser() -> Parser:
                         f"{QUICK['seeds']} seeds, tiny models")
     p.add_argument("--methods", default="all", help=f"comma list of {', '.join(cm.METHODS)} (default all)")
     p.add_argument("--epochs", type=int, help=f"ADC's maximum epochs (default {ADC_FIXED['epochs']})")
-    p.add_argument("--no-balancing-study", action="store_true", help="skip the subsampled-domain study")
+    p.add_argument("--no-balancing-study", action="store_true", help="skip the sparse-domain study")
+    p.add_argument("--sparse-only", action="store_true",
+                   help="only the sparse-domain study: the main study is tuned (its configurations feed the "
+                        "sparse runs) but not retrained on test")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", dest="set_values", default=[],
                    help="fix another ADC TrainConfig field in every run, e.g. --set d=100 (repeatable)")
     p.add_argument("--work", help="cache of finished units (default <out>/tmp-work)")
@@ -86,6 +92,10 @@ def settings_from_args(args: argparse.Namespace, argv: Sequence[str]) -> Setting
     if unknown or not methods:
         raise AdcError(f"--methods: unknown method {unknown[0] if unknown else '(none)'!r}; "
                        f"choose from {', '.join(cm.METHODS)}")
+    balancers = [m for m in cm.SPARSE_BALANCERS if m in methods]
+    if args.sparse_only and (args.no_balancing_study or not balancers):
+        raise AdcError("--sparse-only needs the sparse-domain study: drop --no-balancing-study and name at least "
+                       f"one of {', '.join(cm.SPARSE_BALANCERS)} in --methods")
     adc = {**ADC_FIXED, **(QUICK["adc"] if args.quick else {})}
     sources: dict[str, str] = {}
     if args.epochs is not None:
@@ -112,8 +122,7 @@ def settings_from_args(args: argparse.Namespace, argv: Sequence[str]) -> Setting
     return Settings(tasks=tasks, methods=[m for m in cm.METHODS if m in methods], seeds=list(range(seeds)),
                     budget=budget, out=out, work=Path(absolute(args.work)) if args.work else out / "tmp-work", adc=adc,
                     mf={**MF_FIXED, **(QUICK["mf"] if args.quick else {})},
-                    balancing=not args.no_balancing_study and all(
-                        m in methods for m in ("adc_equal", "adc_static", "adc_gradnorm")),
+                    balancing=not args.no_balancing_study and bool(balancers), main_finals=not args.sparse_only,
                     quiet=args.quiet, command=" ".join(["python -m adc_dist.compare", *map(shlex.quote, argv)]))
 
 

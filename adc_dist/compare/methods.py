@@ -37,6 +37,8 @@ ADC_METHODS = ("mlp_single", "adc_equal", "adc_static", "adc_uncertainty", "adc_
 METHODS = BASELINE_METHODS + ADC_METHODS
 BALANCER = {"mlp_single": "equal", "adc_equal": "equal", "adc_static": "static",
             "adc_uncertainty": "uncertainty", "adc_gradnorm": "gradnorm", "adc_paper": "gradnorm"}
+# The ADC balancers the sparse-domain study runs (those among the chosen methods).
+SPARSE_BALANCERS = ("adc_equal", "adc_static", "adc_gradnorm")
 COLD_MAX_TRAIN_ITEMS = 3  # the cold-user slice: at most this many train items in the evaluated domain
 
 KS = (10, 20)

@@ -44,6 +44,7 @@ class Settings:
     adc: dict[str, Any]
     mf: dict[str, Any]
     balancing: bool = True
+    main_finals: bool = True  # False (--sparse-only): the main study is tuned, not retrained on test
     quiet: bool = False
     command: str = ""
 
@@ -80,6 +81,7 @@ class Comparison:
         self.t0 = time.time()
         self.out = Collected()
         self.reused = self.computed = 0  # work units read from the cache / computed now
+        self.backbone_lr: dict[str, float] = {}  # task -> the stage-1 learning rate of the ADC backbone
         (s.work / "units").mkdir(parents=True, exist_ok=True)
 
     # ------------------------------------------------------------------ helpers
@@ -188,14 +190,19 @@ class Comparison:
         baselines = [m for m in s.methods if m in cm.BASELINE_METHODS]
         jobs, owner = [], []
         for m in baselines:
-            for c in sample_configs(m, s.budget, seed=0):
+            configs = sample_configs(m, s.budget, seed=0)
+            for c in configs:
                 params = {**c, **(s.mf if m != "popularity" else {})}
+                if len(configs) == 1:  # nothing to choose: no validation run
+                    self.record_tuning("main", task_name, m, c, float("nan"))
+                    best[m] = params
+                    continue
                 jobs.append(({"baseline_valid": m, "task": task_name, "params": params}, cm.baseline_valid,
                              {"name": m, "task_name": task_name, "params": params}))
                 owner.append((m, c, params))
         shown = lambda key: {k: v for k, v in key["params"].items() if k not in s.mf}  # noqa: E731
         scores = self.parallel(jobs, lambda key, v: f"{key['baseline_valid']} {shown(key)}: valid ndcg@10 {v:.4f}")
-        for m in baselines:
+        for m in [m for m in baselines if m not in best]:
             scored = [(v, c, params) for v, (mm, c, params) in zip(scores, owner) if mm == m]
             for v, c, _ in scored:
                 self.record_tuning("main", task_name, m, c, v)
@@ -207,31 +214,45 @@ class Comparison:
         # Stage 1: the backbone's learning rate with equal weights (full task) and, on the same
         # rates, the single-domain MLP (one run per domain).
         lrs = list(cm.LR_GRID[: s.budget])
-        doms = [None] + ([[d] for d in task.domains] if "mlp_single" in s.methods else [])
-        t = self.sweep(f"{_slug(task_name)}-stage1", task_name, {**s.adc, "balancer": "equal", "seed": 0},
-                       {"lr": lrs, "domains": doms})
-        full = t[t["domains"].isna()].set_index("lr")["valid_score"]
-        for lr, v in full.items():
-            self.record_tuning("main", task_name, "adc_equal", {"lr": lr}, v)
-        best_lr = float(full.idxmax())
-        best["adc_equal"] = {"lr": best_lr, "balancer": "equal"}
-        self.log(f"  adc_equal: best valid ndcg@10 {full.max():.4f} with lr={best_lr:g}")
-        if "mlp_single" in s.methods:
+        if len(lrs) == 1:  # one rate: nothing to choose, no sweep
+            best_lr = lrs[0]
+            self.record_tuning("main", task_name, "adc_equal", {"lr": best_lr}, float("nan"))
+            if "mlp_single" in s.methods:
+                self.record_tuning("main", task_name, "mlp_single", {"lr": best_lr}, float("nan"))
+                best["mlp_single"] = {"lr": best_lr, "balancer": "equal"}
+        else:
+            doms = [None] + ([[d] for d in task.domains] if "mlp_single" in s.methods else [])
+            t = self.sweep(f"{_slug(task_name)}-stage1", task_name, {**s.adc, "balancer": "equal", "seed": 0},
+                           {"lr": lrs, "domains": doms})
+            full = t[t["domains"].isna()].set_index("lr")["valid_score"]
+            for lr, v in full.items():
+                self.record_tuning("main", task_name, "adc_equal", {"lr": lr}, v)
+            best_lr = float(full.idxmax())
+            self.log(f"  adc_equal: best valid ndcg@10 {full.max():.4f} with lr={best_lr:g}")
+        self.backbone_lr[task_name] = best_lr
+        if "adc_equal" in s.methods:
+            best["adc_equal"] = {"lr": best_lr, "balancer": "equal"}
+        if "mlp_single" in s.methods and len(lrs) > 1:
             single = t[t["domains"].notna()].groupby("lr")["valid_score"].mean()
             for lr, v in single.items():
                 self.record_tuning("main", task_name, "mlp_single", {"lr": lr}, v)
             best["mlp_single"] = {"lr": float(single.idxmax()), "balancer": "equal"}
             self.log(f"  mlp_single: best valid ndcg@10 {single.max():.4f} with lr={single.idxmax():g}")
-        if "adc_paper" in s.methods:  # the paper preset: its own learning rate, the same N rates
+        paper = {"balancer": "gradnorm", "preset": "paper"}
+        if "adc_paper" in s.methods and len(lrs) == 1:
+            self.record_tuning("main", task_name, "adc_paper", {"lr": lrs[0]}, float("nan"))
+            best["adc_paper"] = {"lr": lrs[0], **paper}
+        elif "adc_paper" in s.methods:  # the paper preset: its own learning rate, the same N rates
             t = self.sweep(f"{_slug(task_name)}-adc_paper", task_name,
                            {**s.adc, "preset": "paper", "balancer": "gradnorm", "seed": 0}, {"lr": lrs})
             scores = t.set_index("lr")["valid_score"]
             for lr, v in scores.items():
                 self.record_tuning("main", task_name, "adc_paper", {"lr": lr}, v)
-            best["adc_paper"] = {"lr": float(scores.idxmax()), "balancer": "gradnorm", "preset": "paper"}
+            best["adc_paper"] = {"lr": float(scores.idxmax()), **paper}
             self.log(f"  adc_paper: best valid ndcg@10 {scores.max():.4f} with lr={scores.idxmax():g}")
         # Stage 2: each balancer's own knob on that backbone.
-        for m in [m for m in s.methods if m in ("adc_static", "adc_uncertainty", "adc_gradnorm")]:
+        # (Not with --sparse-only: the sparse study re-tunes them on the cut task.)
+        for m in [m for m in s.methods if m in ("adc_static", "adc_uncertainty", "adc_gradnorm") and s.main_finals]:
             best[m] = self.tune_knob("main", task_name, task.num_domains, m,
                                      {**s.adc, "lr": best_lr, "balancer": cm.BALANCER[m], "seed": 0})
         return best
@@ -240,6 +261,9 @@ class Comparison:
                   fixed: dict[str, Any]) -> dict[str, Any]:
         key, values = cm.knob_candidates(method, num_domains, self.s.budget)
         suffix = "" if study == "main" else f"-{study}"
+        if len(values) == 1:  # nothing to choose: no validation run
+            self.record_tuning(study, task_name, method, {key: values[0]}, float("nan"))
+            return {"lr": fixed["lr"], "balancer": fixed["balancer"], key: values[0]}
         name = f"{_slug(task_name)}-{method}{suffix}"
         if method == "adc_static":
             # Not through adc_dist.tune: a search space must be a valid TrainConfig with its
@@ -317,17 +341,19 @@ class Comparison:
             self.log(f"task {i}/{len(s.tasks)} {task_name} ({', '.join(task.domains)}): tuning "
                      f"{len(s.methods)} methods, budget {s.budget}")
             best = self.tune_task(task_name, task)
-            self.log(f"task {i}/{len(s.tasks)} {task_name}: final runs, seeds {s.seeds}")
-            self.finals("main", task_name, task.domains, best)
-            if s.balancing and "adc_equal" in best:
+            if s.main_finals:
+                self.log(f"task {i}/{len(s.tasks)} {task_name}: final runs, seeds {s.seeds}")
+                self.finals("main", task_name, task.domains, best)
+            if s.balancing and task_name in self.backbone_lr:
                 self.sparse_study(task_name, best)
 
     def sparse_study(self, task_name: str, main_best: dict[str, dict[str, Any]]) -> None:
         """The task with its smaller domain's train positives cut to 10 % (study sparse-<domain>-10pct).
 
-        Balancers on the new backbone: equal on the main study's learning rate, static and
-        GradNorm re-tuned on the cut task's validation split. BPR-MF, CMF and the paper preset
-        keep their main-study configurations (the study asks where transfer pays).
+        The balancers among the methods, on the default backbone: equal on the main study's
+        learning rate, static and GradNorm re-tuned on the cut task's validation split.
+        MostPop, BPR-MF, CMF and the paper preset keep their main-study configurations (the
+        study asks where transfer pays).
         """
         from adc_dist.data import load_task
 
@@ -335,13 +361,13 @@ class Comparison:
         small = min(task.domains, key=lambda d: len(task.train[task.domains.index(d)]))
         sub = {"subsample_domain": small, "subsample_frac": SUBSAMPLE_FRAC}
         study = f"sparse-{small}-10pct"
-        lr = main_best["adc_equal"]["lr"]
+        lr = self.backbone_lr[task_name]
         self.log(f"sparse study: {task_name} with '{small}' cut to {SUBSAMPLE_FRAC:.0%} of its train positives")
-        best = {"adc_equal": {"lr": lr, "balancer": "equal"}}
-        for m in ("adc_static", "adc_gradnorm"):
+        best = {"adc_equal": {"lr": lr, "balancer": "equal"}} if "adc_equal" in self.s.methods else {}
+        for m in [m for m in ("adc_static", "adc_gradnorm") if m in self.s.methods]:
             best[m] = self.tune_knob(study, task_name, task.num_domains, m,
                                      {**self.s.adc, **sub, "lr": lr, "balancer": cm.BALANCER[m], "seed": 0})
-        best.update({m: main_best[m] for m in ("bpr_mf", "cmf", "adc_paper") if m in main_best})
+        best.update({m: main_best[m] for m in ("popularity", "bpr_mf", "cmf", "adc_paper") if m in main_best})
         self.finals(study, task_name, task.domains, best, extra=sub)
 
     # ------------------------------------------------------------------ outputs

@@ -11,7 +11,9 @@ architecture below is the reconstruction of ``../shared/DESIGN.md`` section 2:
     y_hat = sigmoid(h_k . z_L + c_k)                      (one head per domain)
 
 That is the ``paper`` preset. The variants (``TrainConfig`` fields, docs/model.md):
-``user_repr="shared+specific"`` uses p_u^k = P[u] + S_k[u] (S_k one domain's own);
+``user_repr="shared+specific"`` uses p_u^k = P[u] + S_k[u] (S_k one domain's own),
+``"shared+gated"`` p_u^k = g_k * P[u] + S_k[u] with a learned gate g_k = 2 sigmoid(a_k)
+per domain and dimension (each domain picks how much of the shared vector it reads);
 ``interaction="mlp+gmf"`` adds p . q to the logit (GMF, scale fixed at 1: a learnable
 scale ran away under Adam at lr 1e-2), ``"gmf"`` keeps p . q alone (no MLP);
 ``item_bias`` adds b_k[i]; ``domain_losses(..., "bpr")`` is BPR instead of BCE.
@@ -73,7 +75,9 @@ class ADC(nn.Module):
         dropout: dropout after every hidden layer (training only).
         init_std: std of the normal init of the embedding tables.
         user_repr: ``"shared"``: p_u = P[u] (the paper); ``"shared+specific"``:
-            p_u^k = P[u] + S_k[u], with one more user table per domain.
+            p_u^k = P[u] + S_k[u], with one more user table per domain; ``"shared+gated"``:
+            p_u^k = g_k * P[u] + S_k[u], g_k = 2 sigmoid(a_k) in (0, 2)^d, a_k learned
+            (initialised at 0: g_k = 1, the shared+specific model at the start).
         interaction: ``"mlp"``: h_k . MLP([p; q]) + c_k (the paper); ``"mlp+gmf"``: that
             plus p . q (a GMF term, scale fixed at 1); ``"gmf"``: p . q alone.
         item_bias: add a learned bias b_k[i] per item to the logit.
@@ -104,7 +108,10 @@ class ADC(nn.Module):
         self.user_emb = nn.Embedding(n_users, d, sparse=sparse)  # P: shared by every domain (the transfer)
         # S_k: the domain-specific part of the user; nothing of it is shared.
         self.user_specific = nn.ModuleList(nn.Embedding(n_users, d, sparse=sparse) for _ in n_items
-                                           ) if user_repr == "shared+specific" else None
+                                           ) if user_repr != "shared" else None
+        # a_k: the gate's logits, one row per domain. Bounded through a sigmoid: an unbounded
+        # learned scale on an embedding ran away under Adam at lr 1e-2 (the GMF scale, issue 11).
+        self.user_gate = nn.Parameter(torch.zeros(len(n_items), d)) if user_repr == "shared+gated" else None
         self.item_embs = nn.ModuleList(nn.Embedding(n, d, sparse=sparse) for n in n_items)
         self.item_bias = nn.ParameterList(nn.Parameter(torch.zeros(n)) for n in n_items) if item_bias else None
         ins = [2 * d] + widths[:-1]
@@ -137,16 +144,23 @@ class ADC(nn.Module):
         """GradNorm's W, the last weight every domain shares.
 
         With an MLP: W_L, the last shared hidden layer, [widths[-1], in]. Without one
-        (``gmf``): the shared user table P, [n_users, d] (the specific tables S_k and the
-        item tables are each one domain's and balance nothing).
+        (``gmf``): the shared user table P, [n_users, d] (the specific tables S_k, the gates
+        g_k and the item tables are each one domain's and balance nothing).
         """
         return self.layers[-1].weight if self.has_mlp else self.user_emb.weight
 
     def _user_vecs(self, shared_rows: Tensor, users: Tensor, k: int) -> Tensor:
-        """p_u (shared) or p_u + s_u^k (shared+specific) from the rows P[users]."""
+        """p_u (shared), p_u + s_u^k (shared+specific) or g_k * p_u + s_u^k (shared+gated)
+        from the rows P[users]."""
         if self.user_specific is None:
             return shared_rows
+        if self.user_gate is not None:
+            shared_rows = shared_rows * self.gate(k).to(shared_rows.dtype)
         return shared_rows + self.user_specific[k](users)
+
+    def gate(self, k: int) -> Tensor:
+        """g_k = 2 sigmoid(a_k), [d]: how much of each shared dimension domain k reads (shared+gated)."""
+        return 2.0 * torch.sigmoid(self.user_gate[k])
 
     # ---------------------------------------------------------------- training path
     def forward(self, users: Sequence[Tensor], items: Sequence[Tensor], *, last_layer_io: bool = False
@@ -218,10 +232,15 @@ class ADC(nn.Module):
 
         mean over the batch's users of ||P[u]||^2 (+ ||S_k[u]||^2) plus the mean over its
         candidates of ||Q_k[i]||^2 (BPR-MF's regulariser, adc_dist.compare.baselines.mf).
+        ``shared+gated`` regularises what domain k reads, ||g_k * P[u]||^2: on P alone the gate
+        dodged the L2 (every g_k rose to ~1.76 so that P could shrink; valid NDCG@10 fell).
         """
         out = []
         for k, (u, it) in enumerate(zip(users, items)):
-            t = self.user_emb(u).float().pow(2).sum(-1).mean()
+            p = self.user_emb(u).float()
+            if self.user_gate is not None:
+                p = p * self.gate(k).float()
+            t = p.pow(2).sum(-1).mean()
             if self.user_specific is not None:
                 t = t + self.user_specific[k](u).float().pow(2).sum(-1).mean()
             out.append(t + self.item_embs[k](it).float().pow(2).sum(-1).mean())

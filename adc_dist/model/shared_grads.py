@@ -28,7 +28,7 @@ def shared_layer_grads(model: ADC, losses: torch.Tensor, io: tuple | None, sizes
       g_k is dL/d(rows_k) (:func:`shared_row_grads`) scattered into an [n_users, d] zero
       table, plus the gradient of the L2 term ``l2 * mean_b ||P[u_b]||^2`` that
       ``ADC.embedding_sq_norms`` adds to L_k (computed outside the forward): 2 l2 P[u_b] / B_k
-      per row.
+      per row (2 l2 g_k^2 P[u_b] / B_k for ``shared+gated``, whose L2 is on g_k * P[u]).
     - Not tapped (one hidden layer): all K gradients from one vmapped backward onto W
       (rows of eye(K) pick L_k).
     """
@@ -40,7 +40,7 @@ def shared_layer_grads(model: ADC, losses: torch.Tensor, io: tuple | None, sizes
         return g.reshape(K, -1)
     if not model.has_mlp:
         out = torch.zeros(K, *W.shape, dtype=torch.float32, device=W.device)
-        for k, (u, delta) in enumerate(shared_row_grads(losses, io, l2)):
+        for k, (u, delta) in enumerate(shared_row_grads(model, losses, io, l2)):
             out[k].index_add_(0, u, delta)
         return out.reshape(K, -1)
     z, pre = io
@@ -50,7 +50,16 @@ def shared_layer_grads(model: ADC, losses: torch.Tensor, io: tuple | None, sizes
                         for dk, zk in zip(delta.split(sizes), z.split(sizes))])
 
 
-def shared_row_grads(losses: torch.Tensor, io: tuple, l2: float = 0.0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def l2_row_grad(model, k: int, rows: torch.Tensor, batch: int, l2: float) -> torch.Tensor:
+    """The gradient at the batch's rows P[u] of domain k's L2 term ``l2 * mean ||P[u]||^2``
+    (``ADC.embedding_sq_norms``, computed outside the forward, so autograd through the tapped
+    rows misses it): 2 l2 P[u] / B_k, times g_k^2 for ``shared+gated``, whose L2 is on g_k * P[u]."""
+    scale = model.gate(k).detach() ** 2 if model.user_gate is not None else 1.0
+    return (2.0 * l2 / batch) * scale * rows.detach()
+
+
+def shared_row_grads(model: ADC, losses: torch.Tensor, io: tuple, l2: float = 0.0,
+                     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """GMF's g_k = dL_k/dP as rows: per domain (the batch's users [B_k], the gradient of
     each one's row [B_k, d] float32; a user seen twice has two rows, summed when they are
     scattered or coalesced). Every other row of g_k is zero, so this is all of it in
@@ -59,8 +68,8 @@ def shared_row_grads(losses: torch.Tensor, io: tuple, l2: float = 0.0) -> list[t
     rows, users = io
     deltas = torch.autograd.grad(losses.sum(), rows, retain_graph=True)
     out = []
-    for delta, r, u in zip(deltas, rows, users):
+    for k, (delta, r, u) in enumerate(zip(deltas, rows, users)):
         if l2:
-            delta = delta + (2.0 * l2 / len(u)) * r.detach()
+            delta = delta + l2_row_grad(model, k, r, len(u), l2)
         out.append((u, delta.float()))
     return out

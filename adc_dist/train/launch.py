@@ -294,11 +294,16 @@ def run(cfg: TrainConfig, *, local: bool = False, quiet: bool = False, per_user:
 
     cfg = resolve(cfg, local=local)
     check_resources(cfg, local=local)
+    if cfg.embedding_sharding != "none":  # one line now, not a traceback from every worker
+        from adc_dist.model.sharded_tables import require_torchrec
+
+        require_torchrec(cfg.embedding_sharding)
     rank0 = int(os.environ.get("RANK", "0")) == 0
     # Load (and cache) the split once here: bad data stops before any worker starts, and the
     # workers on this machine find the cache ready.
     task = prepare_task(cfg)
-    check_fits(cfg, task.n_users, task.n_items, workers_here=local_workers(cfg, local))
+    if cfg.embedding_sharding == "none":  # the estimate is of replicated tables (docs/scale.md: sharded)
+        check_fits(cfg, task.n_users, task.n_items, workers_here=local_workers(cfg, local))
     # Locked and checked before Ray starts; removed again if the run fails before a checkpoint.
     with (open_run(cfg) if rank0 else nullcontext(rd.run_dir_of(cfg))) as run_dir:
         return _train(cfg, task, run_dir, local=local, quiet=quiet, per_user=per_user, verbose=verbose)
@@ -318,9 +323,11 @@ def _train(cfg: TrainConfig, task: Any, run_dir: str, *, local: bool, quiet: boo
     if rank0:
         rd.write_config(f"{run_dir}/config.yaml", cfg)
         if not quiet:
+            # --local under torchrun: the processes torchrun started, not num_workers.
+            world = int(os.environ.get("WORLD_SIZE", "1")) if local else cfg.num_workers
+            where = (" under torchrun" if world > 1 else " in-process") if local else " under Ray Train"
             print(f"adc_dist: task {task.name} ({', '.join(task.domains)}), {task.n_users:,} users; "
-                  f"{cfg.num_workers} worker(s) on {'GPU' if cfg.use_gpu else 'CPU'}"
-                  f"{' in-process' if local else ' under Ray Train'}; run dir {run_dir}", flush=True)
+                  f"{world} worker(s) on {'GPU' if cfg.use_gpu else 'CPU'}{where}; run dir {run_dir}", flush=True)
     t0 = time.time()
     out = (_fit_local(cfg, run_dir, quiet=quiet, per_user=per_user) if local
            else _fit_with_ray(cfg, quiet=quiet, per_user=per_user))

@@ -99,14 +99,21 @@ def epoch_batches(samplers: list[DomainSampler], cfg: TrainConfig, epoch: int, r
                         batch_size=cfg.batch_size, negatives=cfg.negatives)
 
 
+def autocast_for(cfg: TrainConfig, device: torch.device):
+    """bf16 autocast for a GPU run with ``bf16``, else a context that does nothing."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if cfg.bf16 and device.type == "cuda" else nullcontext()
+
+
 def train_step(net: torch.nn.Module, model: ADC, balancer: torch.nn.Module, opt: torch.optim.Optimizer,
                users: list[torch.Tensor], items: list[torch.Tensor], world: int, autocast=nullcontext(),
-               loss: str = "bce", l2: float = 0.0) -> tuple[torch.Tensor, torch.Tensor | None]:
+               loss: str = "bce", l2: float = 0.0, shared_grads=shared_layer_grads,
+               ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One optimisation step (module doc, steps 2-5). Returns the rank-averaged losses [K] and
     the rank-averaged per-domain gradients of the shared weight [K, |W|] (None unless the
     balancer needs them; for ``gmf``, whose W is the user table P, a sparse COO tensor
     [K, n_users, d] holding the batch's rows). L_k is the domain's ``loss`` plus ``l2``
-    times its batch's embedding L2 term (ADC.embedding_sq_norms)."""
+    times its batch's embedding L2 term (ADC.embedding_sq_norms). ``shared_grads`` computes
+    the per-domain gradients (sharded tables pass their own: adc_dist.train.sharded_loop)."""
     K = len(users)
     tap = balancer.needs_grads and (not model.has_mlp or len(model.layers) >= 2)
     with autocast:
@@ -116,12 +123,12 @@ def train_step(net: torch.nn.Module, model: ADC, balancer: torch.nn.Module, opt:
     if l2:
         losses = losses + l2 * model.embedding_sq_norms(users, items)
     rows = None
-    if balancer.needs_grads and tap and not model.has_mlp:
+    if balancer.needs_grads and tap and not model.has_mlp and shared_grads is shared_layer_grads:
         # gmf: g_k lives on the batch's rows of P; O(batch), never an [n_users, d] table.
-        rows = [coalesce_rows(u, g) for u, g in shared_row_grads(losses, io, l2)]
+        rows = [coalesce_rows(u, g) for u, g in shared_row_grads(model, losses, io, l2)]
         packed = losses.detach().clone()
     elif balancer.needs_grads:
-        grads = shared_layer_grads(model, losses, io, [it.numel() for it in items], l2)
+        grads = shared_grads(model, losses, io, [it.numel() for it in items], l2)
         packed = torch.cat([grads.reshape(-1), losses.detach()])
         assert not packed.requires_grad
     else:
@@ -161,6 +168,10 @@ def fit(cfg: TrainConfig, reporter: Reporter, *, per_user: bool = False, task: T
     device = reporter.device(cfg.use_gpu)
     task = task if task is not None else prepare_task(cfg)
     K = task.num_domains
+    if cfg.embedding_sharding != "none":  # TorchRec-sharded tables: a loop of their own
+        from adc_dist.train.sharded_loop import fit_sharded
+
+        return fit_sharded(cfg, reporter, task, per_user=per_user)
 
     # Refuse a model the device cannot hold before allocating it (a worker on a cluster
     # checks its own device; the driver checked this machine already).
@@ -190,8 +201,7 @@ def fit(cfg: TrainConfig, reporter: Reporter, *, per_user: bool = False, task: T
         start_epoch, history, best = state["epoch"], state["history"], state["best"]
         reporter.log(f"resumed from the checkpoint of epoch {start_epoch}")
 
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cfg.bf16 and device.type == "cuda"
-                else nullcontext())
+    autocast = autocast_for(cfg, device)
     metric, n = cfg.early_stop_key
     stop_key = f"valid_{metric}{n}_mean"
     stopped_early = False

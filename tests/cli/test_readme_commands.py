@@ -32,6 +32,12 @@ def test_the_setup_section_comes_first_with_the_main_job_then_the_tests():
     assert main_job.startswith("python3 -m venv .venv && . .venv/bin/activate && pip install torch==2.13.0")
 
 
+def test_the_test_command_installs_torchrec_so_ci_runs_the_sharded_table_tests():
+    # torchrec declares the CUDA fbgemm-gpu: it goes in with --no-deps after the [sharded] extra.
+    tests = setup_commands()[1]
+    assert "pip install -e '.[test,sharded]' && pip install --no-deps torchrec==1.8.0 &&" in tests, tests
+
+
 def test_ci_runs_the_readmes_test_command_byte_for_byte():
     proc = subprocess.run(["bash", str(REPO / ".ci" / "run"), "--print-command"], capture_output=True, text=True,
                           timeout=30)

@@ -25,7 +25,7 @@ def errors(path: Path) -> list[str]:
 
 def test_the_folder_has_the_launcher_files_the_kuberay_manifests_and_the_readme():
     for name in ("aws-gpu.yaml", "gcp-gpu.yaml", "aws-cpu.yaml", "README.md", "kuberay/raycluster-gpu.yaml",
-                 "kuberay/rayjob-train.yaml", "kuberay/rayjob-sweep.yaml"):
+                 "kuberay/rayjob-train.yaml", "kuberay/rayjob-train-sharded.yaml", "kuberay/rayjob-sweep.yaml"):
         assert name in FILES, f"cluster/{name} is missing"
 
 
@@ -47,7 +47,8 @@ def test_no_file_in_cluster_holds_a_secret_or_opens_the_dashboard_to_the_interne
             for exposed in ("LoadBalancer", "NodePort", "kind: Ingress", "hostNetwork", "hostPort",
                             "enableIngress: true", "CidrIp"):
                 assert exposed not in text, f"cluster/{name} mentions {exposed}"
-    for name in ("kuberay/raycluster-gpu.yaml", "kuberay/rayjob-train.yaml", "kuberay/rayjob-sweep.yaml"):
+    for name in ("kuberay/raycluster-gpu.yaml", "kuberay/rayjob-train.yaml", "kuberay/rayjob-train-sharded.yaml",
+                 "kuberay/rayjob-sweep.yaml"):
         assert "serviceType: ClusterIP" in (CLUSTER / name).read_text()
 
 
@@ -151,6 +152,10 @@ BROKEN = [
      "installs the CPU build of torch"),
     ("kuberay/rayjob-train.yaml", "results on a local path", f"--storage_path {PLACEHOLDER_BUCKET}/runs",
      "--storage_path runs", "is a local path"),
+    ("kuberay/rayjob-train-sharded.yaml", "unknown sharding", "x4 --embedding_sharding row_wise",
+     "x4 --embedding_sharding rowwise", "embedding_sharding must be one of"),
+    ("kuberay/rayjob-train-sharded.yaml", "more workers than GPUs", "--num_workers 8", "--num_workers 9",
+     "needs 9 GPUs"),
     ("kuberay/rayjob-sweep.yaml", "relative space without a working_dir",
      "    working_dir: https://github.com/CHANGE_ME/adc_dist/archive/refs/tags/v0.1.0.zip\n", "",
      "has no working directory"),

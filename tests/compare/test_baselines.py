@@ -66,6 +66,9 @@ def test_sample_configs_are_distinct_members_of_the_grid_and_seeded():
         assert all(c[k] in SPACES["cmf"][k] for k in SPACES["cmf"])
     assert configs == sample_configs("cmf", 5, seed=3)
     assert sample_configs("popularity", 4) == [{}]  # nothing to tune: one configuration
+    # A budget of 1 is the method's default, the configuration the budget-3 run chose on all six tasks.
+    assert sample_configs("bpr_mf", 1) == [{"d": 128, "lr": 1e-2, "reg": 1e-4}]
+    assert sample_configs("cmf", 1, seed=7)[0]["loss"] == "bpr" and sample_configs("popularity", 1) == [{}]
 
 
 @pytest.fixture(scope="module")

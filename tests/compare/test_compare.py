@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -24,6 +25,8 @@ def _settings(*argv):
     (["--set", "dd=8"], "did you mean d"),
     (["--set", "d=-1"], "d must be > 0"),
     (["--frobnicate"], "unknown flag --frobnicate"),
+    (["--sparse-only", "--no-balancing-study"], "--sparse-only needs the sparse-domain study"),
+    (["--sparse-only", "--methods", "bpr_mf,adc_paper"], "--sparse-only needs the sparse-domain study"),
 ])
 def test_bad_flags_raise_one_clear_error(argv, message):
     with pytest.raises(AdcError, match=message):
@@ -41,7 +44,10 @@ def test_quick_mode_is_one_task_two_seeds_and_small_models():
     assert s.tasks == ["amazon-music-video"] and s.seeds == [0, 1] and s.budget == 2
     assert s.adc["epochs"] <= 2 and s.balancing
     assert _settings("--quick", "--tasks", "six").tasks == ["amazon-book-music"]
-    assert not _settings("--methods", "cmf,adc_gradnorm").balancing  # the study needs equal and static
+    assert _settings("--methods", "cmf,adc_gradnorm").balancing  # the sparse study runs the balancers present
+    assert not _settings("--methods", "cmf,adc_paper").balancing  # ... and needs one of them
+    only = _settings("--sparse-only", "--methods", "bpr_mf,adc_gradnorm")
+    assert only.balancing and not only.main_finals and _settings().main_finals
 
 
 @pytest.fixture
@@ -59,18 +65,19 @@ def tiny_data_root(tmp_path, monkeypatch):
 @pytest.mark.ray
 def test_quick_comparison_writes_every_output(tiny_data_root, tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["--quick", "--budget", "1", "--tasks", "file:tiny.csv", "--out", str(out)]) == 0
+    assert main(["--quick", "--tasks", "file:tiny.csv", "--out", str(out)]) == 0  # budget 2: the sweeps run
     res = pd.read_parquet(out / "results.parquet")
     main_rows = res[res["study"] == "main"]
     # one row per method x seed x domain, with the four metrics
     assert set(main_rows["method"]) >= {"neumf", "dtcdr", "adc_paper", "bpr_mf", "adc_gradnorm"}
     assert len(main_rows) == 11 * 2 * 2
     assert {"study", "task", "method", "seed", "domain", "recall@10", "ndcg@10"} <= set(res.columns)
-    # the sparse study: b (the smaller domain) cut to 10 %; balancers, BPR-MF, CMF, the paper preset
+    # the sparse study: b (the smaller domain) cut to 10 %; balancers, MostPop, BPR-MF, CMF, the paper preset
     sparse = res[res["study"] == "sparse-b-10pct"]
     assert set(res["study"]) == {"main", "sparse-b-10pct"}
-    assert set(sparse["method"]) == {"adc_equal", "adc_static", "adc_gradnorm", "bpr_mf", "cmf", "adc_paper"}
-    assert len(sparse) == 6 * 2 * 2
+    assert set(sparse["method"]) == {"adc_equal", "adc_static", "adc_gradnorm", "popularity", "bpr_mf", "cmf",
+                                     "adc_paper"}
+    assert len(sparse) == 7 * 2 * 2
     per_user = pd.read_parquet(out / "per_user.parquet")
     # the per-domain means of the per-user file are the rows of results.parquet
     means = per_user.groupby(["study", "method", "seed", "domain"], observed=True)["ndcg@10"].mean()
@@ -85,10 +92,28 @@ def test_quick_comparison_writes_every_output(tiny_data_root, tmp_path, capsys):
     assert (pu0.set_index(["user", "domain"])["train_items"] == counts.reindex(
         pu0.set_index(["user", "domain"]).index)).all()
     sig = pd.read_parquet(out / "significance.parquet")
-    assert set(sig["comparison"]) == {"best other", "tuned static"} and len(sig) == 4
+    # main: both domains; sparse: the cut domain b only
+    assert sig.groupby("comparison").size().to_dict() == {"best other": 2, "tuned static": 2,
+                                                          "sparse: best other": 1, "sparse: BPR-MF": 1}
+    assert set(sig.loc[sig["comparison"].str.startswith("sparse"), "domain"]) == {"b"}
+    tuning = pd.read_parquet(out / "tuning.parquet")
+    assert tuning.groupby("method")["valid_ndcg10"].count().drop("popularity").ge(2).all()  # 2 runs each
+    assert tuning.loc[tuning["method"] == "popularity", "valid_ndcg10"].isna().all()  # one candidate: no run
     md = (out / "results.md").read_text()
-    assert "## Test NDCG@10" in md and "**" in md and "ADC GradNorm" in md and "Balancing study" in md
+    assert "## Test NDCG@10" in md and "**" in md and "ADC GradNorm" in md and "Sparse-domain study" in md
     assert ("Cold users" in md) == bool((per_user.loc[per_user["study"] == "main", "train_items"] <= 3).any())
     for png in ("main_ndcg10.png", "trajectories.png", "balancing.png"):
         assert (out / png).stat().st_size > 10_000
     assert "wrote" in capsys.readouterr().out
+
+
+def test_a_budget_of_one_takes_every_default_without_a_validation_run(tiny_data_root, tmp_path):
+    from adc_dist.compare.runner import Comparison
+    from adc_dist.data import load_task
+
+    c = Comparison(_settings("--budget", "1", "--tasks", "file:tiny.csv", "--out", str(tmp_path), "--quiet"))
+    best = c.tune_task("file:tiny.csv", load_task("file:tiny.csv", seed=0))
+    assert c.computed == 0 and not (tmp_path / "tmp-work" / "sweeps").exists()  # nothing trained, no Ray
+    assert best["bpr_mf"]["d"] == 128 and best["adc_gradnorm"]["gamma"] == 1.5 and best["adc_paper"]["lr"] == 1e-2
+    assert set(best) == set(c.s.methods) and c.backbone_lr["file:tiny.csv"] == 1e-2
+    assert all(np.isnan(r["valid_ndcg10"]) for r in c.out.tuning)

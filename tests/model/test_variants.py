@@ -8,12 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from adc_dist.config import PRESETS, TrainConfig, from_mapping
+from adc_dist.config import PRESETS, USER_REPRS, TrainConfig, from_mapping
 from adc_dist.errors import AdcError
 from adc_dist.model.network import ADC, domain_losses
 from adc_dist.model.shared_grads import shared_layer_grads
+from adc_dist.model.sharded_grads import shared_row_grad_norms
 
-VARIANTS = list(itertools.product(("shared", "shared+specific"), ("mlp", "mlp+gmf", "gmf"), (False, True)))
+VARIANTS = list(itertools.product(USER_REPRS, ("mlp", "mlp+gmf", "gmf"), (False, True)))
 
 
 @pytest.fixture(autouse=True)
@@ -97,7 +98,32 @@ def test_shared_grads_equal_autograd_per_domain_for_every_variant(user_repr, int
     assert (ref.abs().sum(1) > 0).all()
     untapped = shared_layer_grads(m, losses, None, [], l2)  # the vmapped fallback agrees
     torch.testing.assert_close(untapped, ref, rtol=1e-5, atol=1e-6)
+    if interaction == "gmf":  # sharded tables' norms from the batch's rows (one process: no collective)
+        norms = shared_row_grad_norms(m, losses, io, 1, l2)
+        torch.testing.assert_close(norms.reshape(-1), ref.norm(dim=1), rtol=1e-5, atol=1e-6)
     assert W.grad is None  # nothing accumulated: DDP's hooks would not fire
+
+
+def test_the_gate_scales_the_shared_vector_per_domain_and_starts_as_shared_plus_specific():
+    gated, plain = _model("shared+gated", "gmf", True), _model("shared+specific", "gmf", True)
+    users = torch.arange(9)
+    with torch.no_grad():
+        gated.user_gate.zero_()  # the initial gate: g_k = 1 everywhere
+        for k in range(2):  # (the same seed gives the same tables; make sure of it)
+            gated.user_specific[k].weight.copy_(plain.user_specific[k].weight)
+            gated.item_embs[k].weight.copy_(plain.item_embs[k].weight)
+            gated.item_bias[k].copy_(plain.item_bias[k])
+        gated.user_emb.weight.copy_(plain.user_emb.weight)
+    for k in range(2):
+        torch.testing.assert_close(gated.score_all(users, k), plain.score_all(users, k))
+    with torch.no_grad():
+        gated.user_gate[1] = -50.0  # domain 1 closes its gate: it reads S_1 alone, P no longer matters
+    before = gated.score_all(users, 1)
+    with torch.no_grad():
+        gated.user_emb.weight.mul_(3.0)
+    torch.testing.assert_close(gated.score_all(users, 1), before)
+    assert not torch.allclose(gated.score_all(users, 0), plain.score_all(users, 0))  # domain 0 still reads P
+    assert ADC.from_config(TrainConfig(user_repr="shared+gated", d=8), 9, [13, 5]).user_gate.shape == (2, 8)
 
 
 def test_bpr_is_the_mean_over_positive_negative_pairs():
@@ -117,6 +143,11 @@ def test_embedding_l2_is_the_batch_mean_of_the_squared_rows():
     ref = (m.user_emb.weight[u].pow(2).sum(-1).mean() + m.user_specific[k].weight[u].pow(2).sum(-1).mean()
            + m.item_embs[k].weight[it].pow(2).sum(-1).mean())
     torch.testing.assert_close(m.embedding_sq_norms(users, items)[k], ref)
+    g = _model("shared+gated", "gmf", False)  # the gated variant regularises what domain k reads
+    gate = 2 * torch.sigmoid(g.user_gate[k])
+    ref = ((g.user_emb.weight[u] * gate).pow(2).sum(-1).mean() + g.user_specific[k].weight[u].pow(2).sum(-1).mean()
+           + g.item_embs[k].weight[it].pow(2).sum(-1).mean())
+    torch.testing.assert_close(g.embedding_sq_norms(users, items)[k], ref)
 
 
 def test_paper_preset_is_design_section_2_and_explicit_keys_win():
