@@ -28,6 +28,11 @@ HIDDEN_SHAPES = ("halving", "constant")
 USER_REPRS = ("shared", "shared+specific", "shared+gated")
 INTERACTIONS = ("mlp", "mlp+gmf", "gmf")
 LOSSES = ("bce", "bpr")
+SPARSE_TABLES = ("auto", "true", "false")
+# "auto" makes the embedding tables sparse from this many rows (all tables together) on:
+# below it sparse tables save little (15 % CPU at 31,800 rows) and scored 2.5-3 % lower
+# NDCG@10 on amazon-book-music (docs/performance.md, "Sparse tables").
+AUTO_SPARSE_ROWS = 100_000
 # How the embedding tables are laid out over the workers: "none" replicates them under DDP;
 # "row_wise" / "table_wise" shard them with TorchRec (the optional [sharded] extra, docs/scale.md).
 EMBEDDING_SHARDINGS = ("none", "row_wise", "table_wise")
@@ -41,6 +46,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "user_repr": "shared", "interaction": "mlp", "item_bias": False,
         "negatives": 5, "loss": "bce", "l2": 0.0,
         "lr": 1e-3, "weight_decay": 0.0, "batch_size": 1024, "epochs": 20, "patience": 5,
+        "sparse_tables": "false",
     },
 }
 
@@ -89,9 +95,15 @@ class TrainConfig:
     balancer_lr: float = 0.025  # learning rate of the domain weights (GradNorm paper)
     static_weights: list[float] | None = None  # for balancer="static"; rescaled to sum K
     # --- optimisation ------------------------------------------------------------
-    lr: float = 1e-2  # (paper: 1e-3)
+    lr: float = 5e-3  # (paper: 1e-3) measured with batch_size, docs/performance.md
     weight_decay: float = 0.0
-    batch_size: int = 4096  # positives per step of the largest domain, per worker (paper: 1024)
+    # "true": row-sparse table gradients + lazy Adam (SparseAdam) on the tables, a step costs
+    # O(batch) instead of O(users + items); "false": dense Adam on every row; "auto": sparse
+    # from AUTO_SPARSE_ROWS table rows on, unless weight_decay > 0 (train/optim.py)
+    sparse_tables: str = "auto"
+    # positives per step of the largest domain, per worker; 1,024 at lr 5e-3 beat 4,096 at 1e-2 and
+    # 16,384 at equal epochs (docs/performance.md, "Batch size and learning rate")
+    batch_size: int = 1024
     epochs: int = 30  # (paper: 20)
     eval_every: int = 1
     topk: list[int] = field(default_factory=lambda: [5, 10, 20, 50])
@@ -153,6 +165,14 @@ class TrainConfig:
                  "balancer=static needs static_weights: one positive weight per domain, e.g. --static_weights 1.0,0.5")
         need(self.lr > 0, f"lr must be > 0 (got {self.lr})")
         need(self.weight_decay >= 0, f"weight_decay must be >= 0 (got {self.weight_decay})")
+        need(self.sparse_tables in SPARSE_TABLES,
+             f"sparse_tables must be one of {SPARSE_TABLES} (got {short(self.sparse_tables)})")
+        need(not (self.sparse_tables == "true" and self.embedding_sharding != "none"),
+             "sparse_tables true is for replicated tables: sharded ones (embedding_sharding) have their own "
+             "row-wise optimizer; use --sparse_tables auto or false")
+        need(not (self.sparse_tables == "true" and self.weight_decay > 0),
+             "weight_decay needs --sparse_tables false or auto (SparseAdam has no weight decay; --l2 regularises "
+             "the batch's embeddings instead)")
         need(self.batch_size >= 1, f"batch_size must be >= 1 (got {self.batch_size})")
         need(self.epochs >= 1, f"epochs must be >= 1 (got {self.epochs})")
         need(self.eval_every >= 1, f"eval_every must be >= 1 (got {self.eval_every})")
@@ -176,6 +196,21 @@ class TrainConfig:
         need(not (self.bf16 and not self.use_gpu), "bf16 needs --use_gpu (bf16 autocast is a GPU option)")
         bad += limit_problems(self)
         return bad
+
+    def __post_init__(self) -> None:
+        if isinstance(self.sparse_tables, (bool, str)):  # YAML and Tune give true/false as bools
+            self.sparse_tables = str(self.sparse_tables).lower()
+
+    def sparse_tables_for(self, n_users: int, n_items: list[int] | tuple[int, ...]) -> bool:
+        """Whether a model of this config over these users and items has sparse tables."""
+        if self.embedding_sharding != "none":  # TorchRec's sharded tables bring their own optimizer
+            return False
+        if self.sparse_tables != "auto":
+            return self.sparse_tables == "true"
+        if self.weight_decay > 0:  # SparseAdam has no weight decay
+            return False
+        user_tables = 1 + (len(n_items) if self.user_repr != "shared" else 0)  # P (+ S_k)
+        return user_tables * n_users + sum(n_items) >= AUTO_SPARSE_ROWS
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

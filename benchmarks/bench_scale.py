@@ -3,6 +3,7 @@
     python benchmarks/bench_scale.py                                  # quick: 10^4 and 10^5 users, 1 and 2 workers
     python benchmarks/bench_scale.py --sizes 10000,100000,1000000 --out docs/figures/scale.json
     python benchmarks/bench_scale.py --plot docs/figures/scale.json   # the plot and the fitted exponents
+    python benchmarks/bench_scale.py --sparse-tables false ...        # the dense-Adam tables, for comparison
 
 Each (users, workers) point runs in a fresh process (so that its peak RSS is its own) on
 ``synthetic:<users>x2``: ``--steps`` timed training steps of the project's loop (device
@@ -12,8 +13,11 @@ item ranked). Printed per point: s/step, scored pairs/s (positives x (1 + rho)) 
 workers, ns per scored pair and worker, the epoch time extrapolated from s/step (an
 epoch of 10^6 users is ~10^4 steps: too long to run on a shared box), the sampled
 evaluation time and its extrapolation to every validation user, peak RSS per worker, and
-the replicated tables' bytes, 16 d (U + sum_k I_k): parameters, gradients and Adam's
-two moments in fp32, held by every worker.
+the replicated tables' bytes: parameters and Adam's two moments in fp32, 12 d (U + sum_k I_k)
+with sparse tables (``--sparse-tables true``, the benchmark's default at every size: the
+gradient holds the batch's rows only), 16 d (...) with dense tables (plus a dense
+gradient), held by every worker. U counts every user table
+(the default model has P and one S_k per domain).
 """
 
 from __future__ import annotations
@@ -35,48 +39,59 @@ import time
 import torch
 import torch.distributed as dist
 
-D_BYTES = 16  # fp32 parameter + gradient + Adam exp_avg + exp_avg_sq per table entry
+def table_bytes(n_users: int, n_items: list[int], d: int, sparse: bool = True, user_tables: int = 1) -> int:
+    """Bytes of the replicated embedding tables with their Adam state (and dense gradient)."""
+    per_entry = 12 if sparse else 16  # fp32 parameter + Adam exp_avg + exp_avg_sq (+ dense gradient)
+    return per_entry * d * (user_tables * n_users + sum(n_items))
 
 
-def table_bytes(n_users: int, n_items: list[int], d: int) -> int:
-    """Bytes of the replicated embedding tables with their gradients and Adam state."""
-    return D_BYTES * d * (n_users + sum(n_items))
-
-
-def _point(users: int, world: int, rank: int, steps: int, eval_users: int, port: int, out: str) -> None:
+def _point(users: int, world: int, rank: int, steps: int, eval_users: int, port: int, out: str,
+           sparse: bool = True) -> None:
     """One (users, workers) measurement on one rank; rank 0 writes a JSON line to ``out``."""
-    from torch.nn.parallel import DistributedDataParallel as DDP
-
     from adc_dist.balancing import make_balancer
     from adc_dist.config import TrainConfig
     from adc_dist.data.torch_sampler import samplers_for
     from adc_dist.model.network import ADC
     from adc_dist.train.evaluate import evaluate
     from adc_dist.train.loop import epoch_batches, prepare_task, train_step
+    from adc_dist.train.optim import make_optimizer, wrap_ddp
 
     if world > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 2) // world))
         os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
         dist.init_process_group("gloo", rank=rank, world_size=world)
-    cfg = TrainConfig(task=f"synthetic:{users}x2", patience=0).validate()
+    cfg = TrainConfig(task=f"synthetic:{users}x2", patience=0, sparse_tables=sparse).validate()
     t0 = time.perf_counter()
     task = prepare_task(cfg)
     load_s = time.perf_counter() - t0
     torch.manual_seed(0)
     model = ADC.from_config(cfg, task.n_users, task.n_items)
-    net = DDP(model) if world > 1 else model
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    net = wrap_ddp(model, torch.device("cpu")) if world > 1 else model
+    opt = make_optimizer(model, cfg)
     balancer = make_balancer(cfg, task.num_domains)
     samplers = samplers_for(task)
     batches = epoch_batches(samplers, cfg, 0, rank, world)
-    it, positives = iter(batches), 0
+    # Small tasks have fewer steps per epoch than the benchmark takes: go on into the next epochs.
+    it = (b for epoch in range(10**6) for b in epoch_batches(samplers, cfg, epoch, rank, world))
+    positives = 0
     for i in range(3 + steps):
         if i == 3:
-            t1, positives = time.perf_counter(), 0
+            t1, c1, positives = time.perf_counter(), time.process_time(), 0
         users_b, items_b = next(it)
         positives += sum(len(u) for u in users_b)
         train_step(net, model, balancer, opt, users_b, items_b, world, loss=cfg.loss, l2=cfg.l2)
     step_s = (time.perf_counter() - t1) / steps
+    # CPU seconds of this process (all its threads): unlike wall time, nearly blind to the
+    # other programs sharing the cores, whose load changes between the points of a run.
+    cpu_step = torch.tensor([(time.process_time() - c1) / steps], dtype=torch.float64)
+    # Table rows a step touches (this rank; untimed): what a sparse step's cost follows. It
+    # grows with the users while batches stop repeating rows, up to the batch's own size.
+    rows = []
+    for _ in range(3):
+        users_b, items_b = next(it)
+        user_tables = torch.unique(torch.cat(users_b)).numel() + (
+            sum(torch.unique(u).numel() for u in users_b) if cfg.user_repr != "shared" else 0)
+        rows.append(user_tables + sum(torch.unique(i).numel() for i in items_b))
     model.eval()
     t2 = time.perf_counter()
     res = evaluate(model.score_all, task, "valid", cfg.topk, rank=rank, world=world, user_sample=eval_users)
@@ -84,26 +99,32 @@ def _point(users: int, world: int, rank: int, steps: int, eval_users: int, port:
     rss = torch.tensor([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20])  # GiB
     if world > 1:
         dist.all_reduce(rss, op=dist.ReduceOp.MAX)
+        dist.all_reduce(cpu_step)  # CPU seconds per step of all workers together
         dist.destroy_process_group()
     if rank != 0:
         return
     valid_users = sum(int((task.user_items("valid", k).indptr[1:] > task.user_items("valid", k).indptr[:-1]).sum())
                       for k in range(task.num_domains))
     pairs_step = positives / steps * (1 + cfg.negatives)
-    row = {"users": users, "workers": world, "n_users": task.n_users, "n_items": list(task.n_items),
+    user_tables = 1 + (task.num_domains if cfg.user_repr != "shared" else 0)
+    row = {"users": users, "workers": world, "sparse_tables": sparse, "n_users": task.n_users,
+           "n_items": list(task.n_items),
            "train_positives": [len(t) for t in task.train], "steps_per_epoch": len(batches),
            "s_per_step": step_s, "pairs_per_s": pairs_step * world / step_s,
            "positives_per_s": positives / steps * world / step_s, "ns_per_pair": 1e9 * step_s / pairs_step,
+           "cpu_s_per_step": float(cpu_step), "cpu_ns_per_pair": 1e9 * float(cpu_step) / (pairs_step * world),
+           "rows_per_step": sum(rows) / len(rows), "ns_per_row": 1e9 * step_s * len(rows) / sum(rows),
            "epoch_s": step_s * len(batches), "load_s": load_s,
            "eval_users": sum(res.counts.values()), "valid_users": valid_users, "eval_s": eval_s,
            "eval_full_s": eval_s * valid_users / max(1, sum(res.counts.values())),
-           "peak_rss_gib": float(rss), "tables_gib": table_bytes(task.n_users, list(task.n_items), cfg.d) / 2**30,
+           "peak_rss_gib": float(rss),
+           "tables_gib": table_bytes(task.n_users, list(task.n_items), cfg.d, sparse, user_tables) / 2**30,
            "load_average": os.getloadavg()[0]}
     with open(out, "a") as f:
         f.write(json.dumps(row) + "\n")
 
 
-def _run_point(users: int, world: int, steps: int, eval_users: int, out: str) -> None:
+def _run_point(users: int, world: int, steps: int, eval_users: int, out: str, sparse: bool) -> None:
     """Prepare the task once (the split cache), then measure in a fresh process per point."""
     import socket
 
@@ -111,14 +132,16 @@ def _run_point(users: int, world: int, steps: int, eval_users: int, out: str) ->
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     here = os.path.dirname(os.path.abspath(__file__))
-    call = (f"mp.spawn(b._spawned, args=({users}, {world}, {steps}, {eval_users}, {port}, {out!r}), nprocs={world})"
-            if world > 1 else f"b._point({users}, 1, 0, {steps}, {eval_users}, {port}, {out!r})")
+    call = (f"mp.spawn(b._spawned, args=({users}, {world}, {steps}, {eval_users}, {port}, {out!r}, {sparse}), "
+            f"nprocs={world})" if world > 1 else
+            f"b._point({users}, 1, 0, {steps}, {eval_users}, {port}, {out!r}, {sparse})")
     code = f"import sys, torch.multiprocessing as mp; sys.path.insert(0, {here!r}); import bench_scale as b; {call}"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def _spawned(rank: int, users: int, world: int, steps: int, eval_users: int, port: int, out: str) -> None:
-    _point(users, world, rank, steps, eval_users, port, out)
+def _spawned(rank: int, users: int, world: int, steps: int, eval_users: int, port: int, out: str,
+             sparse: bool) -> None:
+    _point(users, world, rank, steps, eval_users, port, out, sparse)
 
 
 def adam_seconds(n_users: int, n_items: list[int], d: int, reps: int = 3) -> float:
@@ -142,22 +165,39 @@ def fit_exponent(xs: list[float], ys: list[float]) -> float:
     return sum((a - mx) * (b - my) for a, b in zip(lx, ly)) / sum((a - mx) ** 2 for a in lx)
 
 
+def _key(r: dict) -> tuple[str, int]:
+    """(sparse or dense tables, workers); rows written before the option had dense tables."""
+    return ("sparse" if r.get("sparse_tables", False) else "dense"), r["workers"]
+
+
+def _groups(rows: list[dict]) -> list[tuple[str, int]]:
+    return sorted({_key(r) for r in rows})
+
+
 def report(rows: list[dict]) -> None:
-    print(f"{'users':>10} {'wk':>3} {'s/step':>7} {'pairs/s':>11} {'ns/pair':>8} {'epoch_s':>9} {'eval_s':>7} "
+    print(f"{'users':>10} {'tables':>6} {'wk':>3} {'s/step':>7} {'pairs/s':>11} {'ns/pair':>8} {'epoch_s':>9} "
+          f"{'cpu_ns/pair':>11} {'rows/step':>9} {'eval_s':>7} "
           f"{'eval_all_s':>10} {'rss_GiB':>8} {'tables':>7} {'load':>5}")
     for r in rows:
-        print(f"{r['users']:>10,} {r['workers']:>3} {r['s_per_step']:>7.3f} {r['pairs_per_s']:>11,.0f} "
-              f"{r['ns_per_pair']:>8.0f} {r['epoch_s']:>9.1f} {r['eval_s']:>7.1f} {r['eval_full_s']:>10.1f} "
+        print(f"{r['users']:>10,} {_key(r)[0]:>6} {r['workers']:>3} {r['s_per_step']:>7.3f} {r['pairs_per_s']:>11,.0f} "
+              f"{r['ns_per_pair']:>8.0f} {r['epoch_s']:>9.1f} {r.get('cpu_ns_per_pair', float('nan')):>11,.0f} "
+              f"{r.get('rows_per_step', float('nan')):>9,.0f} "
+              f"{r['eval_s']:>7.1f} {r['eval_full_s']:>10.1f} "
               f"{r['peak_rss_gib']:>8.2f} {r['tables_gib']:>7.2f} {r['load_average']:>5.1f}")
-    for w in sorted({r["workers"] for r in rows}):
-        sub = [r for r in rows if r["workers"] == w]
+    for tables, w in _groups(rows):
+        sub = [r for r in rows if _key(r) == (tables, w)]
         if len(sub) >= 2:
             xs = [r["users"] for r in sub]
-            print(f"{w} worker(s): epoch time ~ users^{fit_exponent(xs, [r['epoch_s'] for r in sub]):.2f}, "
+            print(f"{tables} tables, {w} worker(s): epoch time ~ users^"
+                  f"{fit_exponent(xs, [r['epoch_s'] for r in sub]):.2f}, "
                   f"time per scored pair ~ users^{fit_exponent(xs, [r['ns_per_pair'] for r in sub]):.2f} "
                   f"(max/min {max(r['ns_per_pair'] for r in sub) / min(r['ns_per_pair'] for r in sub):.2f}x, "
                   f"target <= 1.5x), full evaluation ~ users^"
                   f"{fit_exponent(xs, [r['eval_full_s'] for r in sub]):.2f}")
+            if all("cpu_ns_per_pair" in r for r in sub):
+                cpu = [r["cpu_ns_per_pair"] for r in sub]
+                print(f"  CPU time per scored pair ~ users^{fit_exponent(xs, cpu):.2f} "
+                      f"(max/min {max(cpu) / min(cpu):.2f}x)")
 
 
 def plot(rows: list[dict], path: str) -> None:
@@ -167,22 +207,22 @@ def plot(rows: list[dict], path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    for w in sorted({r["workers"] for r in rows}):
-        sub = sorted((r for r in rows if r["workers"] == w), key=lambda r: r["users"])
-        xs = [r["users"] for r in sub]
-        axes[0].loglog(xs, [r["epoch_s"] for r in sub], "o-", label=f"{w} worker(s): epoch")
-        axes[0].loglog(xs, [r["eval_full_s"] for r in sub], "s--", label=f"{w} worker(s): full validation")
-        axes[1].semilogx(xs, [r["ns_per_pair"] for r in sub], "o-", label=f"{w} worker(s)")
-        axes[2].loglog(xs, [r["peak_rss_gib"] for r in sub], "o-", label=f"{w} worker(s): peak RSS")
-    one = sorted((r for r in rows if r["workers"] == 1), key=lambda r: r["users"])
-    axes[2].loglog([r["users"] for r in one], [r["tables_gib"] for r in one], "k:", label="16 d (U + sum I)")
-    for ax, title in zip(axes, ["seconds (extrapolated epoch; full validation)", "ns per scored pair and worker",
+    for tables, w in _groups(rows):
+        sub = sorted((r for r in rows if _key(r) == (tables, w)), key=lambda r: r["users"])
+        xs, name = [r["users"] for r in sub], f"{tables}, {w} wk"
+        axes[0].loglog(xs, [r["epoch_s"] for r in sub], "o-", label=f"{name}: epoch")
+        axes[0].loglog(xs, [r["eval_full_s"] for r in sub], "s--", label=f"{name}: full validation")
+        # CPU time where the rows have it (wall time moves with the shared box's load)
+        axes[1].loglog(xs, [r.get("cpu_ns_per_pair", r["ns_per_pair"]) for r in sub], "o-", label=name)
+        axes[2].loglog(xs, [r["peak_rss_gib"] for r in sub], "o-", label=f"{name}: peak RSS")
+        if w == 1:
+            axes[2].loglog(xs, [r["tables_gib"] for r in sub], ":", label=f"{tables}: tables + Adam state")
+    for ax, title in zip(axes, ["seconds (extrapolated epoch; full validation)", "CPU ns per scored pair (all workers)",
                                 "GiB per worker"]):
         ax.set_xlabel("users")
         ax.set_title(title, fontsize=10)
         ax.legend(fontsize=7)
         ax.grid(True, which="both", alpha=0.3)
-    axes[1].set_ylim(bottom=0)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     print(f"wrote {path}")
@@ -197,6 +237,7 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="append the JSON rows here (default: a temporary file)")
     ap.add_argument("--plot", default=None, help="only report and plot the rows of this JSON-lines file")
     ap.add_argument("--adam", action="store_true", help="only time a dense Adam step over each size's tables")
+    ap.add_argument("--sparse-tables", default="true", help="true (the default) or false: dense Adam on the tables")
     args = ap.parse_args()
     if args.adam:
         from adc_dist.data.synthetic import domain_items
@@ -216,7 +257,8 @@ def main() -> None:
     start = sum(1 for _ in open(out)) if os.path.exists(out) else 0
     for users in (int(s) for s in args.sizes.split(",")):
         for world in (int(w) for w in args.workers.split(",")):
-            _run_point(users, world, args.steps, args.eval_users, out)
+            _run_point(users, world, args.steps, args.eval_users, out,
+                       args.sparse_tables.lower() in ("1", "true", "yes", "on"))
     report([json.loads(line) for line in list(open(out))[start:]])
 
 

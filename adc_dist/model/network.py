@@ -81,11 +81,13 @@ class ADC(nn.Module):
         interaction: ``"mlp"``: h_k . MLP([p; q]) + c_k (the paper); ``"mlp+gmf"``: that
             plus p . q (a GMF term, scale fixed at 1); ``"gmf"``: p . q alone.
         item_bias: add a learned bias b_k[i] per item to the logit.
+        sparse: the embedding tables (P, S_k, Q_k) get row-sparse gradients, only the
+            batch's rows (``sparse_tables``; adc_dist.train.optim says why and how).
     """
 
     def __init__(self, n_users: int, n_items: Sequence[int], d: int, widths: Sequence[int] = (),
                  dropout: float = 0.0, init_std: float = 0.01, *, user_repr: str = "shared",
-                 interaction: str = "mlp", item_bias: bool = False) -> None:
+                 interaction: str = "mlp", item_bias: bool = False, sparse: bool = False) -> None:
         super().__init__()
         n_items = [int(n) for n in n_items]
         widths = [int(w) for w in widths] if interaction != "gmf" else []
@@ -103,14 +105,14 @@ class ADC(nn.Module):
         self.user_repr, self.interaction = user_repr, interaction
         self.has_mlp, self.has_gmf = interaction != "gmf", interaction != "mlp"
 
-        self.user_emb = nn.Embedding(n_users, d)  # P: shared by every domain (the transfer)
+        self.user_emb = nn.Embedding(n_users, d, sparse=sparse)  # P: shared by every domain (the transfer)
         # S_k: the domain-specific part of the user; nothing of it is shared.
-        self.user_specific = nn.ModuleList(nn.Embedding(n_users, d) for _ in n_items
+        self.user_specific = nn.ModuleList(nn.Embedding(n_users, d, sparse=sparse) for _ in n_items
                                            ) if user_repr != "shared" else None
         # a_k: the gate's logits, one row per domain. Bounded through a sigmoid: an unbounded
         # learned scale on an embedding ran away under Adam at lr 1e-2 (the GMF scale, issue 11).
         self.user_gate = nn.Parameter(torch.zeros(len(n_items), d)) if user_repr == "shared+gated" else None
-        self.item_embs = nn.ModuleList(nn.Embedding(n, d) for n in n_items)
+        self.item_embs = nn.ModuleList(nn.Embedding(n, d, sparse=sparse) for n in n_items)
         self.item_bias = nn.ParameterList(nn.Parameter(torch.zeros(n)) for n in n_items) if item_bias else None
         ins = [2 * d] + widths[:-1]
         self.layers = nn.ModuleList(nn.Linear(i, o) for i, o in zip(ins, widths))
@@ -130,7 +132,8 @@ class ADC(nn.Module):
         """The model a :class:`~adc_dist.config.TrainConfig` describes."""
         widths = hidden_widths(cfg.d, cfg.num_hidden_layers, cfg.hidden_shape) if cfg.interaction != "gmf" else []
         return cls(n_users, n_items, cfg.d, widths, dropout=cfg.dropout, init_std=cfg.init_std,
-                   user_repr=cfg.user_repr, interaction=cfg.interaction, item_bias=cfg.item_bias)
+                   user_repr=cfg.user_repr, interaction=cfg.interaction, item_bias=cfg.item_bias,
+                   sparse=cfg.sparse_tables_for(n_users, n_items))
 
     @property
     def num_domains(self) -> int:

@@ -25,10 +25,10 @@ def shared_layer_grads(model: ADC, losses: torch.Tensor, io: tuple | None, sizes
       g_k = delta_k^T z_k exactly (one [w_L x N_k] @ [N_k x w_{L-1}] matmul per domain),
       about a tenth of a training step. ``sizes`` are the N_k.
     - GMF, tapped with (rows, users): the gathered rows P[users[k]] reach only L_k, so
-      g_k is dL/d(rows_k) scattered into an [n_users, d] zero table, plus the gradient of
-      the L2 term ``l2 * mean_b ||P[u_b]||^2`` that ``ADC.embedding_sq_norms`` adds to L_k
-      (computed outside the forward): 2 l2 P[u_b] / B_k per row (2 l2 g_k^2 P[u_b] / B_k
-      for ``shared+gated``, whose L2 is on g_k * P[u]).
+      g_k is dL/d(rows_k) (:func:`shared_row_grads`) scattered into an [n_users, d] zero
+      table, plus the gradient of the L2 term ``l2 * mean_b ||P[u_b]||^2`` that
+      ``ADC.embedding_sq_norms`` adds to L_k (computed outside the forward): 2 l2 P[u_b] / B_k
+      per row (2 l2 g_k^2 P[u_b] / B_k for ``shared+gated``, whose L2 is on g_k * P[u]).
     - Not tapped (one hidden layer): all K gradients from one vmapped backward onto W
       (rows of eye(K) pick L_k).
     """
@@ -39,13 +39,9 @@ def shared_layer_grads(model: ADC, losses: torch.Tensor, io: tuple | None, sizes
                                    is_grads_batched=True, retain_graph=True)
         return g.reshape(K, -1)
     if not model.has_mlp:
-        rows, users = io
-        deltas = torch.autograd.grad(losses.sum(), rows, retain_graph=True)
         out = torch.zeros(K, *W.shape, dtype=torch.float32, device=W.device)
-        for k, (delta, r, u) in enumerate(zip(deltas, rows, users)):
-            if l2:
-                delta = delta + l2_row_grad(model, k, r, len(u), l2)
-            out[k].index_add_(0, u, delta.float())
+        for k, (u, delta) in enumerate(shared_row_grads(model, losses, io, l2)):
+            out[k].index_add_(0, u, delta)
         return out.reshape(K, -1)
     z, pre = io
     (delta,) = torch.autograd.grad(losses.sum(), pre, retain_graph=True)
@@ -60,3 +56,20 @@ def l2_row_grad(model, k: int, rows: torch.Tensor, batch: int, l2: float) -> tor
     rows misses it): 2 l2 P[u] / B_k, times g_k^2 for ``shared+gated``, whose L2 is on g_k * P[u]."""
     scale = model.gate(k).detach() ** 2 if model.user_gate is not None else 1.0
     return (2.0 * l2 / batch) * scale * rows.detach()
+
+
+def shared_row_grads(model: ADC, losses: torch.Tensor, io: tuple, l2: float = 0.0,
+                     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """GMF's g_k = dL_k/dP as rows: per domain (the batch's users [B_k], the gradient of
+    each one's row [B_k, d] float32; a user seen twice has two rows, summed when they are
+    scattered or coalesced). Every other row of g_k is zero, so this is all of it in
+    O(batch) instead of an [n_users, d] table per domain (the loop sums these rows across
+    ranks: adc_dist.train.sparse_rows). ``io`` is the gmf tap (rows, users)."""
+    rows, users = io
+    deltas = torch.autograd.grad(losses.sum(), rows, retain_graph=True)
+    out = []
+    for k, (delta, r, u) in enumerate(zip(deltas, rows, users)):
+        if l2:
+            delta = delta + l2_row_grad(model, k, r, len(u), l2)
+        out.append((u, delta.float()))
+    return out

@@ -9,8 +9,11 @@ Train's ``TorchTrainer`` (which sets up the process group before calling it). On
   3. for GradNorm, the per-domain gradients g_k = dL_k/dW of the last shared weight,
      taken on the *unwrapped* parameter so that DDP's reducer hooks do not fire;
   4. ONE all_reduce of [g_1 .. g_K, L_1 .. L_K] and a division by the world size: every
-     rank now holds the global means, so the balancer's update is identical everywhere;
-  5. the ordinary DDP backward of sum_k w_k L_k (DDP averages the network gradients).
+     rank now holds the global means, so the balancer's update is identical everywhere
+     (for ``gmf`` W is the user table P and g_k is the batch's rows of it: those are
+     summed across ranks by an all_gather instead, adc_dist.train.sparse_rows);
+  5. the ordinary DDP backward of sum_k w_k L_k (DDP averages the network gradients;
+     with ``sparse_tables`` the tables' row gradients are averaged by one all_gather).
 
 Single process:  python -c "from adc_dist.loop import fit; ..." (or python -m adc_dist.train --num_workers 1)
 Many processes:  torchrun --nproc-per-node=2 -m adc_dist.train --local  (see adc_dist.train)
@@ -27,7 +30,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel as DDP
 
 from adc_dist.balancing import make_balancer
 from adc_dist.config import TrainConfig
@@ -38,7 +40,9 @@ from adc_dist.errors import AdcError
 from adc_dist.train.evaluate import evaluate
 from adc_dist.train.memory import check_fits
 from adc_dist.model.network import ADC, domain_losses
-from adc_dist.model.shared_grads import shared_layer_grads
+from adc_dist.model.shared_grads import shared_layer_grads, shared_row_grads
+from adc_dist.train.optim import make_optimizer, sparse_table_params, wrap_ddp
+from adc_dist.train.sparse_rows import all_reduce_sparse_grads, coalesce_rows, rows_as_sparse, sum_rows_across_ranks
 from adc_dist.train.reporting import Reporter
 
 
@@ -106,9 +110,10 @@ def train_step(net: torch.nn.Module, model: ADC, balancer: torch.nn.Module, opt:
                ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One optimisation step (module doc, steps 2-5). Returns the rank-averaged losses [K] and
     the rank-averaged per-domain gradients of the shared weight [K, |W|] (None unless the
-    balancer needs them). L_k is the domain's ``loss`` plus ``l2`` times its batch's
-    embedding L2 term (ADC.embedding_sq_norms). ``shared_grads`` computes the per-domain
-    gradients (sharded tables pass their own: adc_dist.train.sharded_loop)."""
+    balancer needs them; for ``gmf``, whose W is the user table P, a sparse COO tensor
+    [K, n_users, d] holding the batch's rows). L_k is the domain's ``loss`` plus ``l2``
+    times its batch's embedding L2 term (ADC.embedding_sq_norms). ``shared_grads`` computes
+    the per-domain gradients (sharded tables pass their own: adc_dist.train.sharded_loop)."""
     K = len(users)
     tap = balancer.needs_grads and (not model.has_mlp or len(model.layers) >= 2)
     with autocast:
@@ -117,7 +122,12 @@ def train_step(net: torch.nn.Module, model: ADC, balancer: torch.nn.Module, opt:
     losses = domain_losses([x.float() for x in logits], loss)  # [K]
     if l2:
         losses = losses + l2 * model.embedding_sq_norms(users, items)
-    if balancer.needs_grads:
+    rows = None
+    if balancer.needs_grads and tap and not model.has_mlp and shared_grads is shared_layer_grads:
+        # gmf: g_k lives on the batch's rows of P; O(batch), never an [n_users, d] table.
+        rows = [coalesce_rows(u, g) for u, g in shared_row_grads(model, losses, io, l2)]
+        packed = losses.detach().clone()
+    elif balancer.needs_grads:
         grads = shared_grads(model, losses, io, [it.numel() for it in items], l2)
         packed = torch.cat([grads.reshape(-1), losses.detach()])
         assert not packed.requires_grad
@@ -126,12 +136,22 @@ def train_step(net: torch.nn.Module, model: ADC, balancer: torch.nn.Module, opt:
     # One collective for everything the balancer needs: global means on every rank.
     packed = _all_reduce_mean(packed, world)
     mean_losses = packed[-K:]
-    mean_grads = packed[:-K].view(K, -1) if balancer.needs_grads else None
-    balancer.update(mean_losses, mean_grads)
+    if rows is not None:
+        rows = [(i, v / world) for i, v in sum_rows_across_ranks(rows, world)]
+        # Zero rows pad the domains to one length: they change no norm, all GradNorm takes.
+        padded = torch.zeros(K, max(len(i) for i, _ in rows), model.d, device=packed.device)
+        for k, (_, v) in enumerate(rows):
+            padded[k, : len(v)] = v
+        balancer.update(mean_losses, padded.view(K, -1))
+        mean_grads = rows_as_sparse(rows, model.shared_weight.shape)
+    else:
+        mean_grads = packed[:-K].view(K, -1) if balancer.needs_grads else None
+        balancer.update(mean_losses, mean_grads)
 
     w = balancer.weights().to(losses.dtype)
     opt.zero_grad(set_to_none=True)
     (w * losses).sum().backward()  # through DDP: averages the network gradients
+    all_reduce_sparse_grads(sparse_table_params(model), world)  # the tables DDP leaves alone
     opt.step()
     return mean_losses, mean_grads
 
@@ -158,12 +178,8 @@ def fit(cfg: TrainConfig, reporter: Reporter, *, per_user: bool = False, task: T
     check_fits(cfg, task.n_users, task.n_items, device=device)
     torch.manual_seed(cfg.seed)  # the same initial parameters on every rank (DDP checks)
     model = ADC.from_config(cfg, task.n_users, task.n_items).to(device)
-    net = model
-    if world > 1:
-        # Never static_graph=True (silently de-synchronises with autograd.grad); every head
-        # runs every step, so find_unused_parameters is not needed.
-        net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    net = wrap_ddp(model, device) if world > 1 else model
+    opt = make_optimizer(model, cfg)  # SparseAdam on the tables with sparse_tables (train/optim.py)
     balancer = make_balancer(cfg, K).to(device)
     samplers = samplers_for(task, device)  # positives and exclusion keys live on the device
     for s in samplers:
@@ -175,6 +191,10 @@ def fit(cfg: TrainConfig, reporter: Reporter, *, per_user: bool = False, task: T
     best = {"metric": -math.inf, "epoch": -1, "model": None, "bad_epochs": 0}
     state = reporter.load_checkpoint()
     if state is not None:
+        saved = "tables" in state["optimizer"]  # TableAdam's state (train/optim.py)
+        if saved != bool(sparse_table_params(model)):
+            raise AdcError(f"this run's checkpoint was written with {'sparse' if saved else 'dense'} tables: resume "
+                           f"it with --sparse_tables {str(saved).lower()}")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         balancer.load_state_dict(state["balancer"])

@@ -9,8 +9,10 @@ element (float32), training holds:
     the best model so far (a copy for the final test) 4 B        in host memory
 
 plus, for GradNorm, the per-domain gradients of its shared weight W (the last shared
-layer, or the shared user table for ``gmf`` models) and their packed all-reduce copy
-(2 x K x |W| x 4 B, on the device). Activations, the batch and the
+layer) and their packed all-reduce copy (2 x K x |W| x 4 B, on the device). With sparse
+tables (``sparse_tables``) the embedding tables have no dense gradient (it holds the
+batch's rows only), and for ``gmf`` models GradNorm's W is the user table, whose
+per-domain gradients are the batch's rows too: both are bounded by batch_size. Activations, the batch and the
 ranking chunks are small next to the tables for any model that is too large (they are
 bounded by batch_size and the scorer's chunk size), so they are left out: the estimate is
 a lower bound, and a refusal is certain to be right.
@@ -79,14 +81,15 @@ def estimate(cfg: TrainConfig, n_users: int, n_items: Sequence[int]) -> Estimate
 
     shapes = model_shapes(cfg, n_users, n_items)
     extra = 0
-    if cfg.balancer == "gradnorm":
-        # GradNorm's W (ADC.shared_weight): W_L with an MLP, the shared user table P for gmf.
-        if cfg.interaction == "gmf":
-            w_numel = n_users * cfg.d
-        else:
-            widths = hidden_widths(cfg.d, cfg.num_hidden_layers, cfg.hidden_shape)
-            w_numel = widths[-1] * ([2 * cfg.d] + widths)[-2]
+    if cfg.balancer == "gradnorm" and cfg.interaction != "gmf":
+        # GradNorm's W (ADC.shared_weight): W_L. For gmf it is the user table P, whose
+        # per-domain gradients are the batch's rows (adc_dist.train.sparse_rows).
+        widths = hidden_widths(cfg.d, cfg.num_hidden_layers, cfg.hidden_shape)
+        w_numel = widths[-1] * ([2 * cfg.d] + widths)[-2]
         extra = 2 * len(n_items) * w_numel  # per-domain grads of W + the packed copy
+    if cfg.sparse_tables_for(n_users, n_items):  # no dense gradient of the tables: one copy fewer
+        user_tables = 1 + (len(n_items) if cfg.user_repr != "shared" else 0)
+        extra -= cfg.d * (user_tables * n_users + sum(n_items))
     return estimate_from_shapes(shapes, extra)
 
 

@@ -25,9 +25,9 @@ from malicious import write_malicious_checkpoint
 
 def _real_state() -> dict:
     """A checkpoint as the loop builds it, after one real optimiser step."""
-    cfg = TrainConfig(d=8)
+    cfg = TrainConfig(d=8, sparse_tables=False)
     model = ADC.from_config(cfg, 50, [30, 20])
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)  # sparse_tables=False: dense tables
     balancer = make_balancer(cfg, 2)
     users = [torch.arange(4), torch.arange(4)]
     items = [torch.randint(0, 30, (4, 3)), torch.randint(0, 20, (4, 3))]

@@ -51,9 +51,11 @@ def _fit(task, **kw):
 
 
 @pytest.mark.parametrize("bf16", [False, True])
-def test_training_on_gpu_matches_cpu_and_keeps_weights_valid(bf16):
+@pytest.mark.parametrize("sparse_tables", ["false", "true"])  # true: SparseAdam and sparse rows on cuda
+def test_training_on_gpu_matches_cpu_and_keeps_weights_valid(bf16, sparse_tables):
     task = make_task(n_users=400, per_user=(25, 8), seed=8)
-    gpu, cpu = _fit(task, use_gpu=True, bf16=bf16), _fit(task)
+    gpu = _fit(task, use_gpu=True, bf16=bf16, sparse_tables=sparse_tables)
+    cpu = _fit(task, sparse_tables=sparse_tables)
     w = np.array([[r["weight_d0"], r["weight_d1"]] for r in gpu["history"]])
     assert np.isfinite(w).all() and (w > 0).all()
     np.testing.assert_allclose(w.sum(axis=1), 2.0, rtol=1e-3)

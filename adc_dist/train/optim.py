@@ -1,0 +1,96 @@
+"""The optimizer of a run, and how DDP wraps the model for it.
+
+Dense tables (``sparse_tables`` false, or auto on small tables): one ``torch.optim.Adam``
+over every parameter (dense gradients, averaged by DDP). Each step then reads and writes
+every row of every embedding table, touched or not, and DDP all-reduces the whole tables:
+a step costs O(users + items), which made time per scored pair grow 120x from 10^4 to 10^6
+users (docs/performance.md).
+
+Sparse tables (true, or auto from ``config.AUTO_SPARSE_ROWS`` rows on; ADC built with
+``sparse=True``): the tables' gradients hold only the batch's rows; :class:`TableAdam`
+updates them with ``torch.optim.SparseAdam`` (lazy Adam: the moments of a row move only in
+steps that touch it) and everything else with ``torch.optim.Adam``. DDP is told to leave
+the tables alone (:func:`wrap_ddp`) and the loop averages their rows across ranks with one
+all_gather (adc_dist.train.sparse_rows.all_reduce_sparse_grads): that works on NCCL, whose
+process group has no sparse all-reduce, as well as on gloo. A step costs O(batch).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from adc_dist.config import TrainConfig
+from adc_dist.model.network import ADC
+
+
+def sparse_table_names(model: torch.nn.Module) -> list[str]:
+    """Names of the parameters of the embedding tables built with sparse gradients."""
+    return [f"{name}.weight" for name, m in model.named_modules()
+            if isinstance(m, torch.nn.Embedding) and m.sparse]
+
+
+def sparse_table_params(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    params = dict(model.named_parameters())
+    return [params[n] for n in sparse_table_names(model)]
+
+
+class TableAdam:
+    """SparseAdam on the sparse tables, Adam on the rest, behind one optimizer's interface
+    (zero_grad, step, state_dict, load_state_dict, param_groups) so the loop and the
+    checkpoint treat it like any other. Its state dict is two plain optimizer state
+    dicts, tensors and numbers only: it round-trips through torch.load(weights_only=True)."""
+
+    def __init__(self, model: torch.nn.Module, lr: float) -> None:
+        tables = sparse_table_params(model)
+        ids = {id(p) for p in tables}
+        dense = [p for p in model.parameters() if id(p) not in ids]
+        self.tables = torch.optim.SparseAdam(tables, lr=lr)
+        self.dense = torch.optim.Adam(dense, lr=lr) if dense else None
+
+    @property
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        return [o for o in (self.tables, self.dense) if o is not None]
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        return [g for o in self.optimizers for g in o.param_groups]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for o in self.optimizers:
+            o.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for o in self.optimizers:
+            o.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"tables": self.tables.state_dict(), "dense": self.dense.state_dict() if self.dense else {}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if set(state) != {"tables", "dense"}:
+            raise ValueError("this optimizer state is not a TableAdam state (sparse_tables differs from the run "
+                             "that wrote it)")
+        self.tables.load_state_dict(state["tables"])
+        if self.dense is not None:
+            self.dense.load_state_dict(state["dense"])
+
+
+def make_optimizer(model: ADC, cfg: TrainConfig) -> torch.optim.Optimizer | TableAdam:
+    """The run's optimizer: :class:`TableAdam` if the model has sparse tables, else Adam."""
+    if sparse_table_names(model):
+        return TableAdam(model, cfg.lr)  # weight_decay is 0: "true" refuses it, "auto" stays dense
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def wrap_ddp(model: torch.nn.Module, device: torch.device) -> DDP:
+    """DDP over ``model``, leaving its sparse tables to all_reduce_sparse_grads.
+
+    Never static_graph=True (silently de-synchronises with autograd.grad); every head runs
+    every step, so find_unused_parameters is not needed. The ignored tables are not
+    broadcast from rank 0 at construction: every rank builds them from the same seed.
+    """
+    DDP._set_params_and_buffers_to_ignore_for_model(model, sparse_table_names(model))
+    return DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
