@@ -1,13 +1,14 @@
 """GradNorm's per-domain gradient norms when the shared user table P is sharded.
 
 For the ``gmf`` model GradNorm balances at P (``ADC.shared_weight``, docs/model.md). The
-replicated path scatters every domain's gradient into a [K, n_users, d] tensor and
-all-reduces it: K full tables per step, exactly what sharding avoids. GradNorm needs
-only the norms ||g_k|| of the rank-averaged gradients g_k = (1/world) sum_r g_k^r, and
-a row of g_k is non-zero only for users of the step's batches. So (:func:`shared_row_grad_norms`):
+replicated path gathers every rank's batch rows of every g_k on every rank
+(adc_dist.train.sparse_rows); with sharded tables the rows go to owners instead, and only
+norms come back. GradNorm needs only the norms ||g_k|| of the rank-averaged gradients
+g_k = (1/world) sum_r g_k^r, and a row of g_k is non-zero only for users of the step's
+batches. So (:func:`shared_row_grad_norms`):
 
-  1. on each rank, dL_k/d(rows) of the batch's looked-up rows P[u] (plus the L2 term's
-     ``l2_row_grad``, as ``shared_layer_grads`` adds), summed per user;
+  1. on each rank, dL_k/d(rows) of the batch's looked-up rows P[u] with the L2 term's
+     share (``shared_row_grads``), summed per user;
   2. every (domain, user) row goes to one owner rank (one all-to-all of about
      B x d values per domain: the size of the lookup itself);
   3. each rank sums the rows of the same (domain, user) from all ranks, squares and adds;
@@ -25,7 +26,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from adc_dist.model.shared_grads import l2_row_grad
+from adc_dist.model.shared_grads import shared_row_grads
 
 
 def shared_row_grad_norms(model, losses: Tensor, io: tuple, world: int, l2: float = 0.0) -> Tensor:
@@ -34,16 +35,12 @@ def shared_row_grad_norms(model, losses: Tensor, io: tuple, world: int, l2: floa
     ``io`` is the tap of ``ADC.forward(..., last_layer_io=True)`` for ``gmf``: the K
     gathered rows P[users[k]] (in the graph) and the K ``users`` tensors. A collective.
     """
-    rows, users = io
     K = losses.shape[0]
-    deltas = torch.autograd.grad(losses.sum(), rows, retain_graph=True)
     keys, vals = [], []
-    for k, (delta, r, u) in enumerate(zip(deltas, rows, users)):
-        if l2:
-            delta = delta + l2_row_grad(model, k, r, len(u), l2)
+    for k, (u, delta) in enumerate(shared_row_grads(model, losses, io, l2)):
         uniq, inv = torch.unique(u, return_inverse=True)
         summed = torch.zeros(len(uniq), delta.shape[1], dtype=torch.float32, device=delta.device)
-        summed.index_add_(0, inv, delta.float())
+        summed.index_add_(0, inv, delta)
         keys.append(uniq * K + k)  # (user, domain) as one key; user = key // K
         vals.append(summed)
     key, val = torch.cat(keys), torch.cat(vals)
