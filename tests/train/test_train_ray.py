@@ -74,14 +74,14 @@ def test_two_ray_workers_hold_identical_weights_and_write_the_run_directory(plai
     assert sorted(p.name for p in run_dir.glob("checkpoint_*"))  # Ray Train's checkpoints
 
 
-def test_a_killed_worker_restarts_from_the_last_checkpoint_and_finishes(plain_run, tmp_path):
-    cfg = _cfg(tmp_path, "killed", max_failures=2)
+def _run_killing_one_worker(cfg: TrainConfig):
+    """``run(cfg)`` with one Ray Train worker SIGKILLed once the first checkpoint exists."""
     killed: list[int] = []
 
     def kill_after_first_checkpoint():
         deadline = time.time() + 240
         while time.time() < deadline and not killed:
-            if list((tmp_path / "killed").glob("checkpoint_*")):
+            if list((Path(cfg.storage_path) / cfg.name).glob("checkpoint_*")):
                 pids = _train_worker_pids()
                 if pids:
                     os.kill(pids[-1], signal.SIGKILL)
@@ -94,6 +94,11 @@ def test_a_killed_worker_restarts_from_the_last_checkpoint_and_finishes(plain_ru
     summary = run(cfg, quiet=True)
     killer.join(timeout=1)
     assert killed, "no Ray Train worker was found to kill"
+    return summary
+
+
+def test_a_killed_worker_restarts_from_the_last_checkpoint_and_finishes(plain_run, tmp_path):
+    summary = _run_killing_one_worker(_cfg(tmp_path, "killed", max_failures=2))
     hist = pd.read_parquet(Path(summary.run_dir) / "history.parquet")
     assert list(hist["epoch"]) == list(range(1, EPOCHS + 1)), "every epoch exactly once in the history"
     assert summary.final["epochs_run"] == EPOCHS
@@ -103,6 +108,20 @@ def test_a_killed_worker_restarts_from_the_last_checkpoint_and_finishes(plain_ru
     plain_hist = pd.read_parquet(Path(plain_run.run_dir) / "history.parquet")
     for col in ("loss_book", "loss_music", "weight_book", "weight_music", "valid_ndcg10_mean"):
         assert hist[col].tolist() == plain_hist[col].tolist(), col
+
+
+def test_a_killed_worker_of_a_sharded_run_restarts_from_the_sharded_checkpoint(ray_cluster, tmp_path):
+    sharded = {"embedding_sharding": "row_wise", "d": 16, "batch_size": 4096, "epochs": 2}
+    whole = run(_cfg(tmp_path, "whole").replace(**sharded), quiet=True)
+    killed = _run_killing_one_worker(_cfg(tmp_path, "killed", max_failures=2).replace(**sharded))
+    hist = pd.read_parquet(Path(killed.run_dir) / "history.parquet")
+    assert list(hist["epoch"]) == [1, 2] and killed.final["epochs_run"] == 2
+    # Each rank took its rows of the gathered tables and their Adagrad state back: the
+    # restarted run ends where the uninterrupted one does.
+    assert killed.final == pytest.approx(whole.final, rel=1e-6)
+    whole_hist = pd.read_parquet(Path(whole.run_dir) / "history.parquet")
+    for col in ("loss_book", "loss_music", "weight_book", "weight_music", "valid_ndcg10_mean"):
+        assert hist[col].tolist() == pytest.approx(whole_hist[col].tolist(), rel=1e-6), col
 
 
 def _copy_of(plain_run, tmp_path: Path) -> tuple[Path, str]:
