@@ -104,9 +104,10 @@ def ray_head(tmp_path, data_root):
     finally:
         # The head leads its own session: a graceful stop of its group, then every process of the
         # session (Ray's workers have groups of their own), so nothing of it outlives the test.
+        # A graceful stop of a 2-core head takes 30 s and more; the test is over, so 5 s is its grace.
         try:
             os.killpg(head.pid, signal.SIGTERM)
-            head.wait(timeout=30)
+            head.wait(timeout=5)
         except (ProcessLookupError, subprocess.TimeoutExpired):
             pass
         kill_session(head.pid)
