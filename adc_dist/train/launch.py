@@ -6,7 +6,7 @@
     ray job submit --working-dir . -- python -m adc_dist.train --num_workers 8 --use_gpu \
         --storage_path s3://bucket/adc-runs
     python -m adc_dist.train --local                           # no Ray: in-process, world size 1
-    torchrun --nproc-per-node=2 -m adc_dist.train --local      # no Ray: 2 processes (gloo)
+    torchrun --nproc-per-node=2 -m adc_dist.train -- --local   # no Ray: 2 processes (gloo)
     python -m adc_dist.train --name my-run --resume            # continue a stopped run
 
 Every config field is a flag (``--gamma 1.0`` or ``--gamma=1.0``; dashes or underscores).

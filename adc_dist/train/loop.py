@@ -15,8 +15,8 @@ Train's ``TorchTrainer`` (which sets up the process group before calling it). On
   5. the ordinary DDP backward of sum_k w_k L_k (DDP averages the network gradients;
      with ``sparse_tables`` the tables' row gradients are averaged by one all_gather).
 
-Single process:  python -c "from adc_dist.loop import fit; ..." (or python -m adc_dist.train --num_workers 1)
-Many processes:  torchrun --nproc-per-node=2 -m adc_dist.train --local  (see adc_dist.train)
+Single process:  python -m adc_dist.train --local (or from adc_dist.train.loop import fit)
+Many processes:  torchrun --nproc-per-node=2 -m adc_dist.train -- --local  (see adc_dist.train)
 """
 
 from __future__ import annotations
