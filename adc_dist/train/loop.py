@@ -138,11 +138,10 @@ def train_step(net: torch.nn.Module, model: ADC, balancer: torch.nn.Module, opt:
     mean_losses = packed[-K:]
     if rows is not None:
         rows = [(i, v / world) for i, v in sum_rows_across_ranks(rows, world)]
-        # Zero rows pad the domains to one length: they change no norm, all GradNorm takes.
-        padded = torch.zeros(K, max(len(i) for i, _ in rows), model.d, device=packed.device)
-        for k, (_, v) in enumerate(rows):
-            padded[k, : len(v)] = v
-        balancer.update(mean_losses, padded.view(K, -1))
+        # GradNorm reads only ||g_k||: a one-element "gradient" per domain carries it (as the
+        # sharded path's shared_row_grad_norms does), never a padded [K, B, d] copy.
+        norms = torch.stack([torch.linalg.vector_norm(v) for _, v in rows]).reshape(K, 1)
+        balancer.update(mean_losses, norms)
         mean_grads = rows_as_sparse(rows, model.shared_weight.shape)
     else:
         mean_grads = packed[:-K].view(K, -1) if balancer.needs_grads else None
@@ -151,7 +150,8 @@ def train_step(net: torch.nn.Module, model: ADC, balancer: torch.nn.Module, opt:
     w = balancer.weights().to(losses.dtype)
     opt.zero_grad(set_to_none=True)
     (w * losses).sum().backward()  # through DDP: averages the network gradients
-    all_reduce_sparse_grads(sparse_table_params(model), world)  # the tables DDP leaves alone
+    if world > 1:
+        all_reduce_sparse_grads(sparse_table_params(model), world)  # the tables DDP leaves alone
     opt.step()
     return mean_losses, mean_grads
 
@@ -207,41 +207,8 @@ def fit(cfg: TrainConfig, reporter: Reporter, *, per_user: bool = False, task: T
     stopped_early = False
 
     for epoch in range(start_epoch, cfg.epochs):
-        model.train()
-        # Dropout masks and negatives depend only on (seed, epoch, rank): a repeated epoch
-        # after a restart draws exactly what the lost one drew.
-        torch.manual_seed((cfg.seed * 1_000_003 + epoch * 1_009 + rank) % 2**31)
-        batches = epoch_batches(samplers, cfg, epoch, rank, world)
-        loss_sum = torch.zeros(K, dtype=torch.float64, device=device)  # no per-step host sync
-        positives, t0 = 0, time.perf_counter()
-        for users, items in batches:
-            positives += sum(len(u) for u in users)
-            mean_losses, _ = train_step(net, model, balancer, opt, users, items, world, autocast,
-                                        cfg.loss, cfg.l2)
-            loss_sum += mean_losses.double()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)  # honest timing: wait for queued kernels
-        train_time = time.perf_counter() - t0
-        steps = len(batches)
-        loss_sum = loss_sum.cpu()
-
-        row: dict[str, Any] = {"epoch": epoch + 1}
-        weights = balancer.weights().detach()
-        for k, dom in enumerate(task.domains):
-            row[f"loss_{dom}"] = float(loss_sum[k] / steps)
-            row[f"weight_{dom}"] = float(weights[k])
-        row.update({f"balancer_{key}": v for key, v in balancer.stats().items()})
-        row["samples_per_s"] = positives * world / train_time
-        row["pairs_per_s"] = positives * (1 + cfg.negatives) * world / train_time  # scored (user, item) pairs
-        row["epoch_time_s"] = train_time
-        # Peak memory of this (rank 0's) process: ru_maxrss is in KiB on Linux.
-        row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        if device.type == "cuda":
-            row["peak_gpu_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
-        row["weight_rank_spread"] = _rank_spread(weights, world)
-        row["param_rank_spread"] = _rank_spread(
-            torch.stack([p.detach().double().sum() for p in model.parameters()]), world)
-
+        row = train_epoch(net, model, balancer, opt, samplers, cfg, epoch, rank, world, autocast, device,
+                          task.domains)
         last = epoch + 1 == cfg.epochs
         if (epoch + 1) % cfg.eval_every == 0 or last:
             t1 = time.perf_counter()
@@ -250,11 +217,8 @@ def fit(cfg: TrainConfig, reporter: Reporter, *, per_user: bool = False, task: T
                            **_eval_sample(cfg))
             row.update(res.flat("valid"))
             row["eval_time_s"] = time.perf_counter() - t1
-            if row[stop_key] > best["metric"]:
-                best = {"metric": row[stop_key], "epoch": epoch + 1, "bad_epochs": 0,
-                        "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
-            else:
-                best["bad_epochs"] += 1
+            best = track_best(best, row[stop_key], epoch,
+                              lambda: {k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
             # The metric is all-reduced, so every rank takes the same decision.
             stopped_early = cfg.patience > 0 and best["bad_epochs"] >= cfg.patience and not last
         history.append(row)
@@ -275,6 +239,59 @@ def fit(cfg: TrainConfig, reporter: Reporter, *, per_user: bool = False, task: T
     final = {**res.flat("test"), "best_epoch": best["epoch"], "epochs_run": len(history),
              f"best_{stop_key}": best["metric"], "stopped_early": stopped_early}
     return {"final": final, "history": history, "per_user": res.per_user}
+
+
+def train_epoch(net: torch.nn.Module, model: ADC, balancer: torch.nn.Module, opt: Any, samplers: list[DomainSampler],
+                cfg: TrainConfig, epoch: int, rank: int, world: int, autocast, device: torch.device,
+                domains: tuple[str, ...], shared_grads=shared_layer_grads) -> dict[str, Any]:
+    """Train one epoch; returns the history row without the validation metrics: mean losses
+    and weights per domain, the balancer's stats, rates, memory and the rank spreads."""
+    model.train()
+    # Dropout masks and negatives depend only on (seed, epoch, rank): a repeated epoch
+    # after a restart draws exactly what the lost one drew.
+    torch.manual_seed((cfg.seed * 1_000_003 + epoch * 1_009 + rank) % 2**31)
+    batches = epoch_batches(samplers, cfg, epoch, rank, world)
+    loss_sum = torch.zeros(len(domains), dtype=torch.float64, device=device)  # no per-step host sync
+    positives, t0 = 0, time.perf_counter()
+    for users, items in batches:
+        positives += sum(len(u) for u in users)
+        mean_losses, _ = train_step(net, model, balancer, opt, users, items, world, autocast,
+                                    cfg.loss, cfg.l2, shared_grads=shared_grads)
+        loss_sum += mean_losses.double()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)  # honest timing: wait for queued kernels
+    train_time = time.perf_counter() - t0
+    steps = len(batches)
+    loss_sum = loss_sum.cpu()
+
+    row: dict[str, Any] = {"epoch": epoch + 1}
+    weights = balancer.weights().detach()
+    for k, dom in enumerate(domains):
+        row[f"loss_{dom}"] = float(loss_sum[k] / steps)
+        row[f"weight_{dom}"] = float(weights[k])
+    row.update({f"balancer_{key}": v for key, v in balancer.stats().items()})
+    row["samples_per_s"] = positives * world / train_time
+    row["pairs_per_s"] = positives * (1 + cfg.negatives) * world / train_time  # scored (user, item) pairs
+    row["epoch_time_s"] = train_time
+    # Peak memory of this (rank 0's) process: ru_maxrss is in KiB on Linux.
+    row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if device.type == "cuda":
+        row["peak_gpu_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    row["weight_rank_spread"] = _rank_spread(weights, world)
+    # (a sharded gmf model without item bias has no dense parameter at all)
+    sums = [p.detach().double().sum() for p in model.parameters()]
+    row["param_rank_spread"] = _rank_spread(
+        torch.stack(sums) if sums else torch.zeros(1, dtype=torch.float64, device=device), world)
+    return row
+
+
+def track_best(best: dict[str, Any], metric: float, epoch: int, snapshot) -> dict[str, Any]:
+    """The early-stopping record after a validation of ``epoch`` (0-based): a new best takes
+    ``snapshot()`` of the parameters, anything else counts one more bad evaluation."""
+    if metric > best["metric"]:
+        return {"metric": metric, "epoch": epoch + 1, "bad_epochs": 0, "model": snapshot()}
+    best["bad_epochs"] += 1
+    return best
 
 
 def _eval_sample(cfg: TrainConfig) -> dict[str, Any]:

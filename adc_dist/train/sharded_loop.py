@@ -20,7 +20,6 @@ then the DDP backward); what differs:
 from __future__ import annotations
 
 import math
-import resource
 import time
 from typing import Any
 
@@ -153,7 +152,7 @@ def _resume(state: dict[str, Any], model: ADC, opt: Any, tables: ShardedTables, 
 
 def fit_sharded(cfg: TrainConfig, reporter: Reporter, task: TaskData, *, per_user: bool = False) -> dict[str, Any]:
     """``loop.fit`` with sharded tables: the same returns, rows and checkpoint cadence."""
-    from adc_dist.train.loop import _epoch_line, _rank_spread, autocast_for, epoch_batches, train_step
+    from adc_dist.train.loop import _epoch_line, autocast_for, track_best, train_epoch
 
     rank, world = reporter.rank, reporter.world
     device = reporter.device(cfg.use_gpu)
@@ -176,43 +175,15 @@ def fit_sharded(cfg: TrainConfig, reporter: Reporter, task: TaskData, *, per_use
         reporter.log(f"resumed from the checkpoint of epoch {start_epoch}")
 
     for epoch in range(start_epoch, cfg.epochs):
-        model.train()
-        torch.manual_seed((cfg.seed * 1_000_003 + epoch * 1_009 + rank) % 2**31)  # as loop.fit
-        batches = epoch_batches(samplers, cfg, epoch, rank, world)
-        loss_sum = torch.zeros(K, dtype=torch.float64, device=device)
-        positives, t0 = 0, time.perf_counter()
-        for users, items in batches:
-            positives += sum(len(u) for u in users)
-            mean_losses, _ = train_step(net, model, balancer, opt, users, items, world, autocast, cfg.loss,
-                                        cfg.l2, shared_grads=grads_fn)
-            loss_sum += mean_losses.double()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        train_time = time.perf_counter() - t0
-        loss_sum = loss_sum.cpu() / len(batches)
-        weights = balancer.weights().detach()
-        row: dict[str, Any] = {"epoch": epoch + 1}
-        for k, dom in enumerate(task.domains):
-            row[f"loss_{dom}"], row[f"weight_{dom}"] = float(loss_sum[k]), float(weights[k])
-        row.update({f"balancer_{key}": v for key, v in balancer.stats().items()})
-        row.update(samples_per_s=positives * world / train_time, epoch_time_s=train_time,
-                   pairs_per_s=positives * (1 + cfg.negatives) * world / train_time,
-                   peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                   table_mb_per_rank=tables.local_table_bytes() / 2**20,
-                   weight_rank_spread=_rank_spread(weights, world),
-                   param_rank_spread=_rank_spread(
-                       torch.stack([p.detach().double().sum() for p in model.parameters()]
-                                   or [torch.zeros((), dtype=torch.float64, device=device)]), world))
+        row = train_epoch(net, model, balancer, opt, samplers, cfg, epoch, rank, world, autocast, device,
+                          task.domains, shared_grads=grads_fn)
+        row["table_mb_per_rank"] = tables.local_table_bytes() / 2**20
         last = epoch + 1 == cfg.epochs
         if (epoch + 1) % cfg.eval_every == 0 or last:
             t1 = time.perf_counter()
             row.update(evaluate_sharded(model, tables, task, "valid", cfg, rank, world, device).flat("valid"))
             row["eval_time_s"] = time.perf_counter() - t1
-            if row[stop_key] > best["metric"]:
-                best = {"metric": row[stop_key], "epoch": epoch + 1, "bad_epochs": 0,
-                        "model": _snapshot(model, tables)}
-            else:
-                best["bad_epochs"] += 1
+            best = track_best(best, row[stop_key], epoch, lambda: _snapshot(model, tables))
             stopped_early = cfg.patience > 0 and best["bad_epochs"] >= cfg.patience and not last
         history.append(row)
         reporter.log(_epoch_line(row, task.domains, cfg))
