@@ -7,16 +7,26 @@ a step costs O(users + items), which made time per scored pair grow 120x from 10
 users (docs/performance.md).
 
 Sparse tables (true, or auto from ``config.AUTO_SPARSE_ROWS`` rows on; ADC built with
-``sparse=True``): the tables' gradients hold only the batch's rows; :class:`TableAdam`
-updates them with ``torch.optim.SparseAdam`` (lazy Adam: the moments of a row move only in
+``sparse=True``, its tables adc_dist.model.row_tables.RowTable): a step gathers each table's
+unique rows once (``row_tables.step_rows``), so the tables' gradients are the batch's rows,
+one per row; :class:`TableAdam` updates them with :class:`LazyAdam` (Adam's update, bias
+correction and eps included, on the touched rows only: the moments of a row move only in
 steps that touch it) and everything else with ``torch.optim.Adam``. DDP is told to leave
 the tables alone (:func:`wrap_ddp`) and the loop averages their rows across ranks with one
 all_gather (adc_dist.train.sparse_rows.all_reduce_sparse_grads): that works on NCCL, whose
 process group has no sparse all-reduce, as well as on gloo. A step costs O(batch).
+
+Why not ``torch.optim.SparseAdam``: it coalesces the gradient, reads the moments through
+two ``sparse_mask`` and writes them and the parameter through three sparse adds per
+table, which made it 40 % of a step at 10^5 users (docs/performance.md); and it adds eps
+to the uncorrected sqrt(v) (31.6x Adam's eps at step 1). LazyAdam reads the rows once
+(``index_select``), updates them densely as Adam does, and writes them back once
+(``index_copy_``).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -37,8 +47,47 @@ def sparse_table_params(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     return [params[n] for n in sparse_table_names(model)]
 
 
+class LazyAdam(torch.optim.Optimizer):
+    """Adam on the rows a row-sparse gradient holds; every other row and its moments stay.
+
+    For each parameter with a sparse COO ``.grad`` (coalesced by RowTable's step; coalesced
+    here otherwise), on its rows r: ``m_r = b1 m_r + (1 - b1) g_r``,
+    ``v_r = b2 v_r + (1 - b2) g_r^2``, ``p_r -= lr / (1 - b1^t) * m_r / (sqrt(v_r) /
+    sqrt(1 - b2^t) + eps)``, the same operations as ``torch.optim.Adam``'s single-tensor
+    step on those rows, with t the parameter's step count (every step that gave it a
+    gradient, as SparseAdam and TensorFlow's LazyAdam count). State per parameter:
+    ``step`` (int), ``exp_avg`` and ``exp_avg_sq`` (dense, the parameter's shape), the
+    names Adam and SparseAdam use."""
+
+    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 ) -> None:
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = p.grad if p.grad.is_coalesced() else p.grad.coalesce()
+                rows, g = grad._indices()[0], grad._values()
+                state = self.state[p]
+                if not state:
+                    state.update(step=0, exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
+                state["step"] = t = int(state["step"]) + 1
+                m = state["exp_avg"].index_select(0, rows).lerp_(g, 1 - beta1)
+                v = state["exp_avg_sq"].index_select(0, rows).mul_(beta2).addcmul_(g, g, value=1 - beta2)
+                state["exp_avg"].index_copy_(0, rows, m)
+                state["exp_avg_sq"].index_copy_(0, rows, v)
+                denom = (v.sqrt_() / math.sqrt(1 - beta2 ** t)).add_(group["eps"])
+                w = p.index_select(0, rows).addcdiv_(m, denom, value=-group["lr"] / (1 - beta1 ** t))
+                p.index_copy_(0, rows, w)  # rows are unique: one write per row
+        return None
+
+
 class TableAdam:
-    """SparseAdam on the sparse tables, Adam on the rest, behind one optimizer's interface
+    """LazyAdam on the sparse tables, Adam on the rest, behind one optimizer's interface
     (zero_grad, step, state_dict, load_state_dict, param_groups) so the loop and the
     checkpoint treat it like any other. Its state dict is two plain optimizer state
     dicts, tensors and numbers only: it round-trips through torch.load(weights_only=True)."""
@@ -47,7 +96,7 @@ class TableAdam:
         tables = sparse_table_params(model)
         ids = {id(p) for p in tables}
         dense = [p for p in model.parameters() if id(p) not in ids]
-        self.tables = torch.optim.SparseAdam(tables, lr=lr)
+        self.tables = LazyAdam(tables, lr=lr)
         self.dense = torch.optim.Adam(dense, lr=lr) if dense else None
 
     @property
