@@ -20,7 +20,7 @@ Why not ``torch.optim.SparseAdam``: it coalesces the gradient, reads the moments
 two ``sparse_mask`` and writes them and the parameter through three sparse adds per
 table, which made it 40 % of a step at 10^5 users (docs/performance.md); and it adds eps
 to the uncorrected sqrt(v) (31.6x Adam's eps at step 1). LazyAdam reads the rows once
-(``index_select``), updates them densely as Adam does, and writes them back once
+(``index_select``), updates them with fused Adam's kernel, and writes them back once
 (``index_copy_``).
 """
 
@@ -53,11 +53,13 @@ class LazyAdam(torch.optim.Optimizer):
     For each parameter with a sparse COO ``.grad`` (coalesced by RowTable's step; coalesced
     here otherwise), on its rows r: ``m_r = b1 m_r + (1 - b1) g_r``,
     ``v_r = b2 v_r + (1 - b2) g_r^2``, ``p_r -= lr / (1 - b1^t) * m_r / (sqrt(v_r) /
-    sqrt(1 - b2^t) + eps)``, the same operations as ``torch.optim.Adam``'s single-tensor
-    step on those rows, with t the parameter's step count (every step that gave it a
-    gradient, as SparseAdam and TensorFlow's LazyAdam count). State per parameter:
-    ``step`` (int), ``exp_avg`` and ``exp_avg_sq`` (dense, the parameter's shape), the
-    names Adam and SparseAdam use."""
+    sqrt(1 - b2^t) + eps)``, with t the parameter's step count (every step that gave it a
+    gradient, as SparseAdam and TensorFlow's LazyAdam count). The rows are gathered once
+    (``index_select``), updated by the kernel of ``torch.optim.Adam(fused=True)`` (one pass
+    instead of about ten elementwise ops: the per-row cost of a step is these passes and
+    the gathers), and written back once (``index_copy_``): bitwise what fused Adam does to
+    those rows. State per parameter, named as Adam's: ``step`` (a float32 scalar tensor),
+    ``exp_avg`` and ``exp_avg_sq`` (dense, the parameter's shape)."""
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  ) -> None:
@@ -66,23 +68,37 @@ class LazyAdam(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure=None):
         for group in self.param_groups:
-            beta1, beta2 = group["betas"]
+            todo, rows_of, ws, gs, ms, vs = [], [], [], [], [], []  # per parameter: its rows' values
             for p in group["params"]:
                 if p.grad is None:
                     continue
                 grad = p.grad if p.grad.is_coalesced() else p.grad.coalesce()
-                rows, g = grad._indices()[0], grad._values()
+                rows = grad._indices()[0]
                 state = self.state[p]
                 if not state:
-                    state.update(step=0, exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
-                state["step"] = t = int(state["step"]) + 1
-                m = state["exp_avg"].index_select(0, rows).lerp_(g, 1 - beta1)
-                v = state["exp_avg_sq"].index_select(0, rows).mul_(beta2).addcmul_(g, g, value=1 - beta2)
-                state["exp_avg"].index_copy_(0, rows, m)
-                state["exp_avg_sq"].index_copy_(0, rows, v)
-                denom = (v.sqrt_() / math.sqrt(1 - beta2 ** t)).add_(group["eps"])
-                w = p.index_select(0, rows).addcdiv_(m, denom, value=-group["lr"] / (1 - beta1 ** t))
-                p.index_copy_(0, rows, w)  # rows are unique: one write per row
+                    state.update(step=torch.zeros((), dtype=torch.float32, device=p.device),
+                                 exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
+                elif not torch.is_tensor(state["step"]) or state["step"].device != p.device:
+                    # an int (SparseAdam's state, an older checkpoint) or a step loaded onto the CPU:
+                    # the fused kernel reads it on the parameter's device
+                    state["step"] = torch.tensor(float(state["step"]), dtype=torch.float32, device=p.device)
+                state["step"] += 1
+                todo.append(p)
+                rows_of.append(rows)
+                ws.append(p.index_select(0, rows))
+                gs.append(grad._values().contiguous())
+                ms.append(state["exp_avg"].index_select(0, rows))
+                vs.append(state["exp_avg_sq"].index_select(0, rows))
+            if not todo:
+                continue
+            beta1, beta2 = group["betas"]
+            torch._fused_adam_(ws, gs, ms, vs, [], [self.state[p]["step"] for p in todo],
+                               amsgrad=False, lr=group["lr"], beta1=beta1, beta2=beta2, weight_decay=0.0,
+                               eps=group["eps"], maximize=False)
+            for p, rows, w, m, v in zip(todo, rows_of, ws, ms, vs):  # rows are unique: one write per row
+                p.index_copy_(0, rows, w)
+                self.state[p]["exp_avg"].index_copy_(0, rows, m)
+                self.state[p]["exp_avg_sq"].index_copy_(0, rows, v)
         return None
 
 

@@ -84,8 +84,9 @@ def test_a_first_sparse_step_is_dense_adams_step_on_the_batchs_rows_and_moves_no
 
 def test_lazy_adam_is_torch_adam_on_the_touched_rows_of_real_batches(data_root):
     # Three steps of the default model on amazon-book-music: before each update the touched
-    # rows, their gradient, moments and step count are copied into a fresh torch.optim.Adam;
-    # LazyAdam's rows must come out bitwise as Adam's, and every other row and moment unmoved.
+    # rows, their gradient, moments and step count are copied into a fresh torch.optim.Adam
+    # (fused, whose kernel LazyAdam runs on the rows); LazyAdam's rows must come out bitwise
+    # as Adam's, and every other row and moment unmoved.
     cfg = from_mapping({"task": "amazon-book-music", "d": 16, "sparse_tables": True, "lr": 5e-3})
     task = load_task(cfg.task, data_root=str(data_root))
     torch.manual_seed(cfg.seed)
@@ -100,12 +101,12 @@ def test_lazy_adam_is_torch_adam_on_the_touched_rows_of_real_batches(data_root):
             p, grad = tables[n], tables[n].grad
             assert grad.is_sparse and grad.is_coalesced()  # one row per touched id: no coalesce left to do
             rows, g = grad.indices()[0], grad.values()
-            state = opt.tables.state.get(p) or {"step": 0, "exp_avg": torch.zeros_like(p),
+            state = opt.tables.state.get(p) or {"step": torch.tensor(0.0), "exp_avg": torch.zeros_like(p),
                                                 "exp_avg_sq": torch.zeros_like(p)}
             ref = torch.nn.Parameter(p.detach()[rows].clone())
             ref.grad = g.clone()
-            adam = torch.optim.Adam([ref], lr=cfg.lr)
-            adam.state[ref] = {"step": torch.tensor(float(state["step"])), "exp_avg": state["exp_avg"][rows].clone(),
+            adam = torch.optim.Adam([ref], lr=cfg.lr, fused=True)
+            adam.state[ref] = {"step": state["step"].clone(), "exp_avg": state["exp_avg"][rows].clone(),
                                "exp_avg_sq": state["exp_avg_sq"][rows].clone()}
             adam.step()
             snap[n] = (rows, ref.detach(), adam.state[ref], p.detach().clone(),
