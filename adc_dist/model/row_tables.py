@@ -36,13 +36,24 @@ class RowTable(nn.Embedding):
         super().__init__(num_embeddings, embedding_dim, sparse=True)
         self.step_ids: Tensor | None = None  # sorted unique ids of the step
         self.step_rows: Tensor | None = None  # their rows, a leaf [n_unique, d]
+        self.step_looked_up: list[tuple[Tensor, Tensor]] = []  # (ids tensor, its rows) of this step
 
     def forward(self, idx: Tensor) -> Tensor:
         if self.step_rows is None:
             return super().forward(idx)
+        # The same ids tensor looked up again in the step (the forward and the L2 term read
+        # the same batch) reads the same gathered rows, so the backward sums the two
+        # lookups' gradients at batch size and scatters into the leaf once, not twice. Each
+        # call still returns a tensor of its own (a view), so a gradient taken with respect
+        # to one lookup's output (GradNorm's rows of P) does not include the other's.
+        for seen, out in self.step_looked_up:
+            if seen is idx:
+                return out.view_as(out)
         # Every id of the step is in step_ids (step_rows gathers them all), so the sorted
         # search finds its own row; a foreign id would read a neighbour's: never passed.
-        return F.embedding(torch.searchsorted(self.step_ids, idx), self.step_rows)
+        out = F.embedding(torch.searchsorted(self.step_ids, idx), self.step_rows)
+        self.step_looked_up.append((idx, out))
+        return out.view_as(out)
 
 
 def lookups(model: nn.Module, users: Sequence[Tensor], items: Sequence[Tensor]) -> list[tuple[RowTable, Tensor]]:
@@ -73,6 +84,7 @@ def step_rows(model: nn.Module, users: Sequence[Tensor], items: Sequence[Tensor]
     finally:
         for t, _ in tables:
             t.step_ids = t.step_rows = None
+            t.step_looked_up = []
 
 
 def _to_table_grad(weight: nn.Parameter, ids: Tensor):

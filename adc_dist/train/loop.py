@@ -183,7 +183,7 @@ def fit(cfg: TrainConfig, reporter: Reporter, *, per_user: bool = False, task: T
     torch.manual_seed(cfg.seed)  # the same initial parameters on every rank (DDP checks)
     model = ADC.from_config(cfg, task.n_users, task.n_items).to(device)
     net = wrap_ddp(model, device) if world > 1 else model
-    opt = make_optimizer(model, cfg)  # SparseAdam on the tables with sparse_tables (train/optim.py)
+    opt = make_optimizer(model, cfg)  # LazyAdam on the tables with sparse_tables (train/optim.py)
     balancer = make_balancer(cfg, K).to(device)
     samplers = samplers_for(task, device)  # positives and exclusion keys live on the device
     for s in samplers:

@@ -51,7 +51,7 @@ def test_sparse_tables_make_a_table_adam_and_auto_chooses_by_the_tables_rows():
     assert auto.sparse_tables == "auto"
     # P, S_1, S_2 and the item tables: 3 x 30,000 + 10,000 rows = AUTO_SPARSE_ROWS
     assert auto.sparse_tables_for(30_000, [6_000, 4_000]) and not auto.sparse_tables_for(29_999, [6_000, 4_000])
-    assert not auto.replace(weight_decay=1e-4).sparse_tables_for(10**6, [10**4])  # SparseAdam has no decay
+    assert not auto.replace(weight_decay=1e-4).sparse_tables_for(10**6, [10**4])  # LazyAdam has no decay
     assert AUTO_SPARSE_ROWS == 100_000
     small = ADC.from_config(auto, 300, [200, 150])  # the paper tasks' size: dense
     assert sparse_table_names(small) == []
