@@ -164,6 +164,23 @@ def test_a_resumed_sparse_run_continues_bitwise_like_an_uninterrupted_one(tmp_pa
         opt2.load_state_dict(torch.optim.Adam(model2.parameters()).state_dict())
 
 
+def test_a_checkpoint_with_sparseadams_table_state_resumes_under_lazy_adam():
+    # Runs written before LazyAdam saved torch.optim.SparseAdam's state: the same moments,
+    # an integer step. It loads, and the next step continues that step count.
+    cfg, task, model, opt, bal = _setup(True)
+    tables = [p for n, p in model.named_parameters() if n in TABLES]
+    old = torch.optim.SparseAdam(tables, lr=cfg.lr)
+    (users, items), = list(epoch_batches(samplers_for(task), cfg, 0, 0, 1))[:1]
+    sum(x.sum() for x in model(users, items)).backward()  # plain sparse lookups: COO gradients
+    old.step()
+    state = old.state_dict()
+    assert isinstance(state["state"][0]["step"], int)
+    opt.tables.load_state_dict(state)
+    _steps(cfg, task, model, opt, bal, 0, 1)
+    assert all(float(opt.tables.state[p]["step"]) == 2 for p in tables)
+    assert torch.isfinite(model.user_emb.weight).all()
+
+
 def test_the_config_refuses_weight_decay_with_sparse_tables_true_and_the_paper_preset_keeps_dense_tables():
     with pytest.raises(AdcError, match="weight_decay needs --sparse_tables false or auto"):
         from_mapping({"weight_decay": 1e-4, "sparse_tables": True})
