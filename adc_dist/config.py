@@ -171,8 +171,8 @@ class TrainConfig:
              "sparse_tables true is for replicated tables: sharded ones (embedding_sharding) have their own "
              "row-wise optimizer; use --sparse_tables auto or false")
         need(not (self.sparse_tables == "true" and self.weight_decay > 0),
-             "weight_decay needs --sparse_tables false or auto (the tables' LazyAdam has no weight decay; --l2 regularises "
-             "the batch's embeddings instead)")
+             "weight_decay needs --sparse_tables false or auto (the tables' LazyAdam has no weight decay; --l2 "
+             "regularises the batch's embeddings instead)")
         need(self.batch_size >= 1, f"batch_size must be >= 1 (got {self.batch_size})")
         need(self.epochs >= 1, f"epochs must be >= 1 (got {self.epochs})")
         need(self.eval_every >= 1, f"eval_every must be >= 1 (got {self.eval_every})")
