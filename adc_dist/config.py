@@ -97,7 +97,7 @@ class TrainConfig:
     # --- optimisation ------------------------------------------------------------
     lr: float = 5e-3  # (paper: 1e-3) measured with batch_size, docs/performance.md
     weight_decay: float = 0.0
-    # "true": row-sparse table gradients + lazy Adam (SparseAdam) on the tables, a step costs
+    # "true": row-sparse table gradients + lazy Adam (LazyAdam) on the tables, a step costs
     # O(batch) instead of O(users + items); "false": dense Adam on every row; "auto": sparse
     # from AUTO_SPARSE_ROWS table rows on, unless weight_decay > 0 (train/optim.py)
     sparse_tables: str = "auto"
@@ -171,8 +171,8 @@ class TrainConfig:
              "sparse_tables true is for replicated tables: sharded ones (embedding_sharding) have their own "
              "row-wise optimizer; use --sparse_tables auto or false")
         need(not (self.sparse_tables == "true" and self.weight_decay > 0),
-             "weight_decay needs --sparse_tables false or auto (SparseAdam has no weight decay; --l2 regularises "
-             "the batch's embeddings instead)")
+             "weight_decay needs --sparse_tables false or auto (the tables' LazyAdam has no weight decay; --l2 "
+             "regularises the batch's embeddings instead)")
         need(self.batch_size >= 1, f"batch_size must be >= 1 (got {self.batch_size})")
         need(self.epochs >= 1, f"epochs must be >= 1 (got {self.epochs})")
         need(self.eval_every >= 1, f"eval_every must be >= 1 (got {self.eval_every})")
@@ -207,7 +207,7 @@ class TrainConfig:
             return False
         if self.sparse_tables != "auto":
             return self.sparse_tables == "true"
-        if self.weight_decay > 0:  # SparseAdam has no weight decay
+        if self.weight_decay > 0:  # the tables' LazyAdam has no weight decay
             return False
         user_tables = 1 + (len(n_items) if self.user_repr != "shared" else 0)  # P (+ S_k)
         return user_tables * n_users + sum(n_items) >= AUTO_SPARSE_ROWS

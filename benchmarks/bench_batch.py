@@ -9,7 +9,7 @@ the usual rule for Adam), 1 (``linear``) or 0 (``none``); ``lr`` (or ``--lr``) a
 ``base_batch`` are the config defaults. Every run trains in-process from the same seed with no early stop;
 the table prints the validation NDCG@10 (mean over domains) after a few epochs, the best
 epoch, and the training time per epoch. ``--sparse-tables`` compares the table optimizers
-(false: dense Adam on every row; true: row-sparse gradients and SparseAdam, train/optim.py).
+(false: dense Adam on every row; true: row-sparse gradients and LazyAdam, train/optim.py).
 """
 
 from __future__ import annotations

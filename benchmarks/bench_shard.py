@@ -58,7 +58,7 @@ def _replicated(cfg, n_users: int, n_items: list[int]):
     from adc_dist.model.network import ADC
 
     torch.manual_seed(cfg.seed)
-    # the replicated baseline with dense Adam (sparse_tables' auto would pick SparseAdam here)
+    # the replicated baseline with dense Adam (sparse_tables' auto would pick LazyAdam here)
     model = ADC.from_config(cfg.replace(sparse_tables="false"), n_users, n_items)
     return model, DDP(model), torch.optim.Adam(model.parameters(), lr=cfg.lr)
 

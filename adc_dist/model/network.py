@@ -40,6 +40,7 @@ from torch import Tensor, nn
 from adc_dist.config import INTERACTIONS, LOSSES, USER_REPRS
 from adc_dist.errors import AdcError
 from adc_dist.model.pair_scorer import default_chunk_pairs, default_threads, score_pairs
+from adc_dist.model.row_tables import RowTable
 
 if TYPE_CHECKING:  # only for the type of from_config's argument
     from adc_dist.config import TrainConfig
@@ -105,14 +106,16 @@ class ADC(nn.Module):
         self.user_repr, self.interaction = user_repr, interaction
         self.has_mlp, self.has_gmf = interaction != "gmf", interaction != "mlp"
 
-        self.user_emb = nn.Embedding(n_users, d, sparse=sparse)  # P: shared by every domain (the transfer)
+        # sparse: row-sparse gradients that a step gathers once per table (model/row_tables.py)
+        table = (lambda n: RowTable(n, d)) if sparse else (lambda n: nn.Embedding(n, d))
+        self.user_emb = table(n_users)  # P: shared by every domain (the transfer)
         # S_k: the domain-specific part of the user; nothing of it is shared.
-        self.user_specific = nn.ModuleList(nn.Embedding(n_users, d, sparse=sparse) for _ in n_items
+        self.user_specific = nn.ModuleList(table(n_users) for _ in n_items
                                            ) if user_repr != "shared" else None
         # a_k: the gate's logits, one row per domain. Bounded through a sigmoid: an unbounded
         # learned scale on an embedding ran away under Adam at lr 1e-2 (the GMF scale, issue 11).
         self.user_gate = nn.Parameter(torch.zeros(len(n_items), d)) if user_repr == "shared+gated" else None
-        self.item_embs = nn.ModuleList(nn.Embedding(n, d, sparse=sparse) for n in n_items)
+        self.item_embs = nn.ModuleList(table(n) for n in n_items)
         self.item_bias = nn.ParameterList(nn.Parameter(torch.zeros(n)) for n in n_items) if item_bias else None
         ins = [2 * d] + widths[:-1]
         self.layers = nn.ModuleList(nn.Linear(i, o) for i, o in zip(ins, widths))

@@ -40,6 +40,7 @@ from adc_dist.errors import AdcError
 from adc_dist.train.evaluate import evaluate
 from adc_dist.train.memory import check_fits
 from adc_dist.model.network import ADC, domain_losses
+from adc_dist.model.row_tables import step_rows
 from adc_dist.model.shared_grads import shared_layer_grads, shared_row_grads
 from adc_dist.train.optim import make_optimizer, sparse_table_params, wrap_ddp
 from adc_dist.train.sparse_rows import all_reduce_sparse_grads, coalesce_rows, rows_as_sparse, sum_rows_across_ranks
@@ -116,12 +117,15 @@ def train_step(net: torch.nn.Module, model: ADC, balancer: torch.nn.Module, opt:
     the per-domain gradients (sharded tables pass their own: adc_dist.train.sharded_loop)."""
     K = len(users)
     tap = balancer.needs_grads and (not model.has_mlp or len(model.layers) >= 2)
-    with autocast:
-        out = net(users, items, last_layer_io=True) if tap else net(users, items)
-    logits, io = out if tap else (out, None)
-    losses = domain_losses([x.float() for x in logits], loss)  # [K]
-    if l2:
-        losses = losses + l2 * model.embedding_sq_norms(users, items)
+    # Sparse tables: every lookup of the step reads one gather of each table's unique rows,
+    # whose gradient the backward hands to the table's .grad (model/row_tables.py).
+    with step_rows(model, users, items):
+        with autocast:
+            out = net(users, items, last_layer_io=True) if tap else net(users, items)
+        logits, io = out if tap else (out, None)
+        losses = domain_losses([x.float() for x in logits], loss)  # [K]
+        if l2:
+            losses = losses + l2 * model.embedding_sq_norms(users, items)
     rows = None
     if balancer.needs_grads and tap and not model.has_mlp and shared_grads is shared_layer_grads:
         # gmf: g_k lives on the batch's rows of P; O(batch), never an [n_users, d] table.
@@ -179,7 +183,7 @@ def fit(cfg: TrainConfig, reporter: Reporter, *, per_user: bool = False, task: T
     torch.manual_seed(cfg.seed)  # the same initial parameters on every rank (DDP checks)
     model = ADC.from_config(cfg, task.n_users, task.n_items).to(device)
     net = wrap_ddp(model, device) if world > 1 else model
-    opt = make_optimizer(model, cfg)  # SparseAdam on the tables with sparse_tables (train/optim.py)
+    opt = make_optimizer(model, cfg)  # LazyAdam on the tables with sparse_tables (train/optim.py)
     balancer = make_balancer(cfg, K).to(device)
     samplers = samplers_for(task, device)  # positives and exclusion keys live on the device
     for s in samplers:

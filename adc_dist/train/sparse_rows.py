@@ -58,15 +58,19 @@ def sum_rows_across_ranks(tables: list[Rows], world: int) -> list[Rows]:
     n_idx = [sum(c) for c in all_counts]
     n_val = [sum(n * w for n, w in zip(c, widths)) for c in all_counts]
 
-    def gather(flat: Tensor, length: int) -> list[Tensor]:
-        buf = torch.zeros(length, dtype=flat.dtype, device=device)  # all_gather wants equal sizes
-        buf[: len(flat)] = flat
+    def gather(parts: list[Tensor], length: int) -> list[Tensor]:
+        # all_gather wants equal sizes: the parts go straight into one padded buffer (no
+        # separate concatenation; only the padding is zeroed)
+        buf = torch.empty(length, dtype=parts[0].dtype, device=device)
+        n = sum(p.numel() for p in parts)
+        torch.cat(parts, out=buf[:n])
+        buf[n:].zero_()
         out = [torch.empty_like(buf) for _ in range(world)]
         dist.all_gather(out, buf)
         return out
 
-    idx_of = gather(torch.cat([i for i, _ in tables]), max(n_idx))
-    val_of = gather(torch.cat([v.reshape(-1) for _, v in tables]), max(n_val))
+    idx_of = gather([i for i, _ in tables], max(n_idx))
+    val_of = gather([v.reshape(-1) for _, v in tables], max(n_val))
     per_rank: list[list[Rows]] = []
     for r in range(world):
         rows, i0, v0 = [], 0, 0
@@ -76,11 +80,15 @@ def sum_rows_across_ranks(tables: list[Rows], world: int) -> list[Rows]:
         per_rank.append(rows)
     out = []
     for t, (_, v) in enumerate(tables):
-        union = torch.unique(torch.cat([per_rank[r][t][0] for r in range(world)]), sorted=True)
+        # one sort gives the union and every rank's positions in it (return_inverse)
+        union, where = torch.unique(torch.cat([per_rank[r][t][0] for r in range(world)]), sorted=True,
+                                    return_inverse=True)
         total = torch.zeros((len(union), *v.shape[1:]), dtype=dtype, device=device)
+        start = 0
         for r in range(world):  # rank order, unique indices per call: the same bits everywhere
             idx, vals = per_rank[r][t]
-            total.index_add_(0, torch.searchsorted(union, idx), vals)
+            total.index_add_(0, where[start: start + len(idx)], vals)
+            start += len(idx)
         out.append((union, total))
     return out
 

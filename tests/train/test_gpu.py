@@ -51,7 +51,7 @@ def _fit(task, **kw):
 
 
 @pytest.mark.parametrize("bf16", [False, True])
-@pytest.mark.parametrize("sparse_tables", ["false", "true"])  # true: SparseAdam and sparse rows on cuda
+@pytest.mark.parametrize("sparse_tables", ["false", "true"])  # true: LazyAdam and sparse rows on cuda
 def test_training_on_gpu_matches_cpu_and_keeps_weights_valid(bf16, sparse_tables):
     task = make_task(n_users=400, per_user=(25, 8), seed=8)
     gpu = _fit(task, use_gpu=True, bf16=bf16, sparse_tables=sparse_tables)
