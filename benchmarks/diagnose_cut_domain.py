@@ -76,7 +76,8 @@ def main() -> None:
         res["bias_spearman_counts"] = round(float(spearmanr(b.numpy(), counts).correlation), 3)
         res["valid_bias_only"] = round(_valid_ndcg(b, task, k), 4)
     q = model.item_embs[k].weight.detach().norm(dim=1)
-    res["q_norm_no_pos"], res["q_norm_pos"] = round(float(q[counts == 0].mean()), 3), round(float(q[counts > 0].mean()), 3)
+    res["q_norm_no_pos"] = round(float(q[counts == 0].mean()), 3)
+    res["q_norm_pos"] = round(float(q[counts > 0].mean()), 3)
     if model.user_specific is not None:
         s = model.user_specific[k].weight.detach().norm(dim=1)
         seen = np.zeros(task.n_users, dtype=bool)
