@@ -69,8 +69,8 @@ def main() -> None:
            **{f"valid_{d}": round(hist[best["epoch"] - 1][f"valid_ndcg10_{d}"], 4) for d in task.domains},
            **{f"test_{d}": round(out["final"][f"test_ndcg10_{d}"], 4) for d in task.domains}}
     counts = np.bincount(task.train[k].items, minlength=task.n_items[k])
-    res["valid_mostpop"] = round(_valid_ndcg(torch.tensor(counts, dtype=torch.float32)
-                                             + 1e-3 * torch.rand(task.n_items[k]), task, k), 4)  # random tie-break
+    ties = 1e-3 * torch.rand(task.n_items[k], generator=torch.Generator().manual_seed(0))  # a seeded tie-break
+    res["valid_mostpop"] = round(_valid_ndcg(torch.tensor(counts, dtype=torch.float32) + ties, task, k), 4)
     if model.item_bias is not None:
         b = model.item_bias[k].detach()
         res["bias_spearman_counts"] = round(float(spearmanr(b.numpy(), counts).correlation), 3)
