@@ -11,14 +11,6 @@ from adc_dist.train.loop import fit, prepare_task
 from adc_dist.train.reporting import LocalReporter
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: see tests/model/test_model.py
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize("user_repr", USER_REPRS)
 @pytest.mark.parametrize("interaction", ["gmf", "mlp+gmf"])
 def test_a_zero_initialised_model_scores_every_item_by_its_bias_alone(user_repr, interaction):
@@ -74,24 +66,15 @@ def test_zero_tables_get_gradients_once_p_has_moved_them():
     assert not m.item_embs[0].weight[[3, 4, 8, 9, 10, 11, 12]].any()
 
 
-class _KeepLast(LocalReporter):
-    def __init__(self) -> None:
-        super().__init__(None, quiet=True)
-        self.last = None
-
-    def report(self, metrics, checkpoint) -> None:
-        self.last = checkpoint
-
-
-def test_on_a_cut_domain_users_without_its_train_items_are_ranked_by_p_and_the_bias(data_root):
+def test_on_a_cut_domain_users_without_its_train_items_are_ranked_by_p_and_the_bias(data_root, tmp_path):
     """amazon-book-music with Music cut to 10 %: after training, a user with no Music train item
     has S_music[u] = 0 exactly, so their Music score is P[u] . q_i + b_i (no random s_u . q_i)."""
     cfg = from_mapping({"task": "amazon-book-music", "subsample_domain": "music", "subsample_frac": 0.1,
                         "d": 16, "batch_size": 4096, "epochs": 1, "eval_users": 200, "topk": [10]})
     task = prepare_task(cfg)
-    rep = _KeepLast()
+    rep = LocalReporter(tmp_path, quiet=True)
     fit(cfg, rep, task=task)
-    state = rep.last["model"]
+    state = rep.load_checkpoint()["model"]  # the one epoch's parameters
     k = task.domains.index("music")
     seen = torch.zeros(task.n_users, dtype=torch.bool)
     seen[torch.as_tensor(task.train[k].users)] = True
