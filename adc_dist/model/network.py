@@ -69,7 +69,7 @@ def zero_init_tables(num_domains: int, specific: bool) -> set[str]:
     Why: a row that never gets a training signal keeps its initial value. With a random
     init, the S_k row of a user with no train item in domain k, and the Q_k row of an item
     nobody trained on, add random noise s_u^k . q_i to every score of that domain; on a
-    domain cut to 10 % of its positives (40 % of Music's items and ~70 % of its users left
+    domain cut to 10 % of its positives (40 % of Music's items and 49 % of the users left
     without one) that noise buried the item bias, which had learnt popularity (docs/model.md,
     "Zero-initialised tables"). From zero, such a row adds nothing: the user is ranked by
     the shared vector P[u] and the item by its bias until data moves them. P itself stays
