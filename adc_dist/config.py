@@ -43,6 +43,7 @@ EMBEDDING_SHARDINGS = ("none", "row_wise", "table_wise")
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
         "d": 100, "num_hidden_layers": 2, "hidden_shape": "halving", "dropout": 0.0, "init_std": 0.01,
+        "zero_init": False,
         "user_repr": "shared", "interaction": "mlp", "item_bias": False,
         "negatives": 5, "loss": "bce", "l2": 0.0,
         "lr": 1e-3, "weight_decay": 0.0, "batch_size": 1024, "epochs": 20, "patience": 5,
@@ -82,6 +83,9 @@ class TrainConfig:
     hidden_shape: str = "halving"  # "halving": 2d -> d -> d/2 ...; "constant": 2d wide
     dropout: float = 0.0
     init_std: float = 0.1  # normal init of the embedding tables (paper: 0.01)
+    # S_k and Q_k start at zero, P alone at N(0, init_std^2) (paper: false, every table drawn): a
+    # row without train data then adds nothing to a score instead of random noise (docs/model.md)
+    zero_init: bool = True
     user_repr: str = "shared+specific"  # "shared": p_u (paper); "shared+specific": p_u + s_u^k;
     # "shared+gated": g_k * p_u + s_u^k with a learned per-domain, per-dimension gate g_k in (0, 2)
     interaction: str = "gmf"  # "mlp" (paper), "mlp+gmf" (MLP head + p.q), "gmf" (p.q only)

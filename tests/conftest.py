@@ -50,3 +50,15 @@ def data_root() -> Path:
 def cache_dir() -> Path:
     """The session's split cache: tasks are prepared once, read many times."""
     return Path(os.environ["ADC_CACHE_DIR"])
+
+
+@pytest.fixture
+def one_torch_thread():
+    """These tensors are tiny: on a loaded 2-core machine two OpenMP threads made them
+    tens of times slower (threads wait for a descheduled sibling), so use one, then restore."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

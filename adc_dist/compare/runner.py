@@ -152,6 +152,14 @@ class Comparison:
 
         return from_mapping({**self.s.adc, **changes}, where="compare")
 
+    def adc_key(self) -> dict[str, Any]:
+        """Every ADC setting of this comparison, TrainConfig's defaults included, for the cache keys
+        of ADC units: a changed default (zero_init, a learning rate) must not read an old unit."""
+        from adc_dist.config import TrainConfig
+
+        every = {**TrainConfig().to_dict(), **self.s.adc}  # not validated: --set alone may be incomplete
+        return {k: v for k, v in every.items() if k not in ("name", "storage_path", "data_root")}
+
     def sweep(self, name: str, task: str, fixed: dict[str, Any], search: dict[str, list[Any]]) -> pd.DataFrame:
         """Run one Ray Tune grid sweep (adc_dist.tune) and return its trials (config + valid_score)."""
         from adc_dist.tune.results import load_results
@@ -175,7 +183,7 @@ class Comparison:
                 raise AdcError(f"tune sweep {name} failed: {err}")
             return trials[[*search, "valid_score", "best_epoch", "wall_time_s"]].copy()
 
-        return self.memo({"sweep": name, "task": task, "fixed": fixed, "search": search}, go)
+        return self.memo({"sweep": name, "task": task, "fixed": fixed, "search": search, "adc": self.adc_key()}, go)
 
     def record_tuning(self, study: str, task: str, method: str, config: dict[str, Any], valid: float) -> None:
         self.out.tuning.append({"study": study, "task": task, "method": method, "config": json.dumps(config),
@@ -295,7 +303,7 @@ class Comparison:
         for m in sorted(best, key=lambda m: m not in cm.ADC_METHODS):
             for seed in self.s.seeds:
                 key = {"final": m, "task": task_name, "seed": seed, "config": best[m], "extra": extra,
-                       "adc": self.s.adc if m in cm.ADC_METHODS else None,
+                       "adc": self.adc_key() if m in cm.ADC_METHODS else None,
                        "mf": self.s.mf if m in cm.BASELINE_METHODS else None}
                 if m in cm.BASELINE_METHODS:
                     jobs.append((key, cm.baseline_final, {"name": m, "task_name": task_name, "params": best[m],

@@ -28,6 +28,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from adc_dist.errors import AdcError
+from adc_dist.model.network import zero_init_tables
 
 INSTALL_HINT = ("pip install -e '.[sharded]' && pip install --no-deps torchrec==1.8.0 "
                 "(README, 'Sharded embedding tables')")
@@ -101,12 +102,8 @@ def swap_in_caches(model: nn.Module, n_users: int, n_items: Sequence[int]) -> No
 
 
 def caches_of(model: nn.Module) -> dict[str, RowCache]:
-    """The RowCache of every table of a swapped ``ADC``, by table name."""
-    out = {"user": model.user_emb}
-    if model.user_specific is not None:
-        out.update({f"user_spec_{k}": m for k, m in enumerate(model.user_specific)})
-    out.update({f"item_{k}": m for k, m in enumerate(model.item_embs)})
-    return out
+    """The RowCache of every table of a swapped ``ADC``, by table name (``ADC.tables``)."""
+    return dict(model.tables())
 
 
 class _Tables(nn.Module):
@@ -131,11 +128,13 @@ class ShardedTables:
         lr: of the fused table optimizer (no weight decay: the config refuses it here).
         init_std, seed: every local shard is drawn N(0, init_std^2) from a generator seeded
             with (seed, table, first row), so ranks never draw the same rows twice.
+        zero_init: the tables ``network.zero_init_tables`` names (S_k, Q_k) start at zero
+            instead, as in the replicated model.
     """
 
     def __init__(self, model: nn.Module, n_users: int, n_items: Sequence[int], sharding: str,
                  device: torch.device, *, lr: float, init_std: float = 0.01,
-                 seed: int = 0) -> None:
+                 seed: int = 0, zero_init: bool = False) -> None:
         require_torchrec(sharding)
         from torchrec import EmbeddingCollection, EmbeddingConfig
         from torchrec.distributed.embedding import EmbeddingCollectionSharder
@@ -169,7 +168,7 @@ class ShardedTables:
                                             init_data_parallel=False)
         swap_in_caches(model, n_users, n_items)
         self.caches = caches_of(model)
-        self._init_shards(init_std, seed)
+        self._init_shards(init_std, seed, zero_init_tables(len(self.n_items), self.specific) if zero_init else set())
 
     # ------------------------------------------------------------------ lookups
     def lookup(self, users: Sequence[Tensor], items: Sequence[Tensor]) -> None:
@@ -239,9 +238,12 @@ class ShardedTables:
                     out.setdefault(sk.removeprefix(f"{n}."), {})[n] = s.tensor
         return out
 
-    def _init_shards(self, init_std: float, seed: int) -> None:
+    def _init_shards(self, init_std: float, seed: int, zeros: set[str]) -> None:
         with torch.no_grad():
             for n, t in self._local()["weights"].items():
+                if n in zeros:
+                    t.zero_()
+                    continue
                 i, first = self.names.index(n), next(r0 for r, r0, _ in self.row_ranges(n) if r == self.rank)
                 g = torch.Generator().manual_seed(((seed * 1_000_003 + i) * 2_147_483_647 + first) % 2**63)
                 t.copy_(torch.randn(t.shape, generator=g) * init_std)

@@ -76,7 +76,7 @@ def build_sharded(cfg: TrainConfig, n_users: int, n_items: list[int], device: to
     # One user row: the ADC's own user tables are replaced by row caches right away.
     model = ADC.from_config(cfg, 1, n_items).to(device)
     tables = ShardedTables(model, n_users, n_items, cfg.embedding_sharding, device, lr=cfg.lr,
-                           init_std=cfg.init_std, seed=cfg.seed)
+                           init_std=cfg.init_std, seed=cfg.seed, zero_init=cfg.zero_init)
     dense = list(model.parameters())
     net: nn.Module = model
     if dense:

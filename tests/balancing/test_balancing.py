@@ -13,14 +13,7 @@ from adc_dist.config import TrainConfig
 from adc_dist.errors import AdcError
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """These tensors are tiny: on a loaded 2-core machine two OpenMP threads made them
-    tens of times slower (threads wait for a descheduled sibling), so use one, then restore."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny tensors (tests/conftest.py)
 
 
 class TinyMultiDomainNet(nn.Module):

@@ -69,3 +69,16 @@ def test_the_comparison_computes_a_unit_once_and_then_reads_it(tmp_path):
     # An old pickle cache beside it is never read.
     (tmp_path / "work" / "units" / "0123456789abcdef0123.pkl").write_bytes(code_running_pickle(tmp_path / "C"))
     assert Comparison(s).memo({"k": 1}, compute) == 0.5 and not (tmp_path / "C").exists()
+
+
+def test_adc_units_are_keyed_by_every_trainconfig_default_not_only_the_set_flags(tmp_path):
+    """A changed TrainConfig default (zero_init became one) must not read the ADC units of the old one."""
+    from adc_dist.config import FIELD_NAMES
+
+    def key(adc):
+        return Comparison(Settings(tasks=["amazon-dvd-video"], methods=["adc_gradnorm"], seeds=[0], budget=1,
+                                   out=tmp_path, work=tmp_path / "work", adc=adc, mf={}, quiet=True)).adc_key()
+
+    default, old = key({"d": 128}), key({"d": 128, "zero_init": False})
+    assert set(default) == set(FIELD_NAMES) - {"name", "storage_path", "data_root"}
+    assert default["zero_init"] is True and default["d"] == 128 and old["zero_init"] is False

@@ -11,16 +11,6 @@ from adc_dist.errors import AdcError
 from adc_dist.model.network import ADC, domain_losses, hidden_widths
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """These tensors are tiny: on a loaded 2-core machine two OpenMP threads made them
-    tens of times slower (threads wait for a descheduled sibling), so use one, then restore."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _model(n_items=(13, 5, 40), d=8, widths=(8, 4), seed=0, dropout=0.0) -> ADC:
     torch.manual_seed(seed)
     m = ADC(9, n_items, d, widths, dropout=dropout)

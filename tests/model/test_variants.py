@@ -17,14 +17,6 @@ from adc_dist.model.sharded_grads import shared_row_grad_norms
 VARIANTS = list(itertools.product(USER_REPRS, ("mlp", "mlp+gmf", "gmf"), (False, True)))
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: see tests/model/test_model.py
-    yield
-    torch.set_num_threads(n)
-
-
 def _model(user_repr: str, interaction: str, item_bias: bool, widths=(8, 4), n_items=(13, 5)) -> ADC:
     torch.manual_seed(0)
     m = ADC(9, n_items, 8, widths, dropout=0.3, user_repr=user_repr, interaction=interaction, item_bias=item_bias)

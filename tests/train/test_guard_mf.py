@@ -25,13 +25,15 @@ from adc_dist.train.loop import prepare_task
 
 EPOCHS = 30
 SETTINGS = {"d": 64, "lr": 1e-2, "negatives": 5, "batch_size": 4096, "init_std": 0.1}
+ZERO_INIT = False  # BPR-MF draws its item table too: the same model, not the default's zero Q_k
 L2 = 1e-4
 
 
 def test_the_loop_with_a_dot_product_scorer_lands_within_5_percent_of_bpr_mf(data_root, tmp_path):
     cfg = TrainConfig(task="amazon-book-music", domains=["music"], seed=0, interaction="gmf", user_repr="shared",
                       item_bias=True, loss="bpr", l2=L2, balancer="equal", epochs=EPOCHS, patience=0, topk=[10],
-                      num_workers=1, storage_path=str(tmp_path), name="guard", **SETTINGS).validate()
+                      zero_init=ZERO_INIT, num_workers=1, storage_path=str(tmp_path), name="guard",
+                      **SETTINGS).validate()
     adc = run(cfg, local=True, quiet=True).final["best_valid_ndcg10_mean"]
     task = prepare_task(cfg)
     mf = fit_factor_model(task, loss="bpr", reg=L2, epochs=EPOCHS, eval_every=1, patience=0, ks=(10,), seed=0,

@@ -40,8 +40,10 @@ STEPS = 3  # compared steps per epoch, two epochs
 # at the last shared layer) table-wise.
 CASES = {"gmf-row_wise": ({}, "row_wise"), "gated-row_wise": ({"user_repr": "shared+gated"}, "row_wise"),
          "paper-table_wise": ({"preset": "paper"}, "table_wise")}
+# Every table drawn (not the default's zero S_k, Q_k): the tables are compared relative to their
+# size, which from zero would be the size of six steps, where float summation order shows.
 BASE = {"task": "amazon-book-music", "d": 16, "batch_size": 2048, "eval_users": 300, "topk": [10],
-        "early_stop_metric": "ndcg@10", "balancer_lr": 0.05}
+        "early_stop_metric": "ndcg@10", "balancer_lr": 0.05, "zero_init": False}
 
 
 def _tables_of(model: ADC) -> dict[str, torch.Tensor]:
@@ -139,6 +141,11 @@ def _rank_main(rank: int, port: int, out_dir: str) -> None:
     try:
         task = prepare_task(from_mapping(BASE))
         out = {case: _compare(rank, task, case) for case in CASES}
+        # The default's initial tables (zero_init: S_k and Q_k zero, P drawn), sharded row-wise.
+        zero = from_mapping({**BASE, "embedding_sharding": "row_wise", "zero_init": True})
+        init = build_sharded(zero, task.n_users, list(task.n_items), torch.device("cpu"))[3].gather_full()
+        if rank == 0:
+            out["init"] = {n: float(t.std()) for n, t in init["weights"].items()}
         # A tenth of the positives: the resume check trains whole epochs.
         small = subsample_train(subsample_train(task, "book", 0.1, 0), "music", 0.2, 0)
         out["resume"] = _resume_runs(small, out_dir)
@@ -152,6 +159,13 @@ def two_ranks(tmp_path_factory, data_root):
     tmp = tmp_path_factory.mktemp("sharded")
     mp.spawn(_rank_main, args=(free_port(), str(tmp)), nprocs=WORLD, join=True)
     return [torch.load(tmp / f"rank{r}.pt", weights_only=False) for r in range(WORLD)], tmp
+
+
+def test_sharded_tables_start_like_the_replicated_model_s_and_q_at_zero_and_p_drawn(two_ranks):
+    init = two_ranks[0][0]["init"]
+    assert set(init) == {"user", "user_spec_0", "user_spec_1", "item_0", "item_1"}
+    assert 0.09 < init["user"] < 0.11  # N(0, init_std^2), init_std 0.1 (the default)
+    assert all(v == 0.0 for n, v in init.items() if n != "user")
 
 
 @pytest.mark.parametrize("case", CASES)
