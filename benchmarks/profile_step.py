@@ -3,6 +3,7 @@
     python benchmarks/profile_step.py --users 1000000 --workers 2 --steps 10
     python benchmarks/profile_step.py --users 1000000 --workers 1 --steps 10
     python benchmarks/profile_step.py --gloo-wait 0.5     # does a rank burn CPU while gloo waits?
+    python benchmarks/profile_step.py --gather-rows 45300 # CPU of a bare gloo all_gather of that many rows
 
 The setup is bench_scale.py's (``synthetic:<users>x2``, the default model, sparse tables,
 batch 4,096 per worker, DDP over gloo with one thread per worker, 3 warm-up steps). The
@@ -18,6 +19,10 @@ and the union over the ranks that every rank's LazyAdam updates after the exchan
 ``--gloo-wait S``: rank 1 sleeps S seconds before an all_reduce that rank 0 has entered;
 rank 0's CPU time over that wait says whether gloo polls (a busy wait would count the
 wait as CPU time in bench_scale's "CPU ns per scored pair").
+
+``--gather-rows N``: CPU time per rank of a bare all_gather of N x 128 fp32 rows (a rank's
+table rows at 10^6 users), with ``all_gather`` into a list (what sum_rows_across_ranks
+calls) and ``all_gather_into_tensor`` into one buffer, interleaved, three rounds of five.
 """
 
 from __future__ import annotations
@@ -57,6 +62,27 @@ def gloo_wait(rank: int, port: int, delay: float) -> None:
         if rank == 0:
             print(f"rank 0 in all_reduce: wall {1e3 * (time.perf_counter() - w0):.0f} ms, CPU "
                   f"{1e3 * (time.process_time() - c0):.1f} ms (load {os.getloadavg()[0]:.1f})", flush=True)
+    dist.destroy_process_group()
+
+
+def gather_cost(rank: int, port: int, rows: int) -> None:
+    _init(rank, 2, port)
+    buf = torch.randn(rows * 128)
+    cpu: dict[str, list[float]] = defaultdict(list)
+    for _ in range(3):
+        for name in ("all_gather", "all_gather_into_tensor"):
+            dist.barrier()
+            c0 = time.process_time()
+            for _ in range(5):
+                if name == "all_gather":
+                    dist.all_gather([torch.empty_like(buf) for _ in range(2)], buf)
+                else:
+                    dist.all_gather_into_tensor(torch.empty(2 * buf.numel()), buf)
+            cpu[name].append(1e3 * (time.process_time() - c0) / 5)
+    if rank == 0:
+        print(f"{rows:,} x 128 fp32 rows ({buf.numel() * 4 / 1e6:.0f} MB) per rank, CPU ms per call on rank 0, "
+              f"three rounds: " + "; ".join(f"{k} " + " ".join(f"{x:.1f}" for x in v) for k, v in cpu.items())
+              + f" (load {os.getloadavg()[0]:.1f})", flush=True)
     dist.destroy_process_group()
 
 
@@ -139,12 +165,15 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--gloo-wait", type=float, default=None, help="only the gloo busy-wait check (seconds)")
+    ap.add_argument("--gather-rows", type=int, default=None, help="only time a bare gloo all_gather of N rows")
     args = ap.parse_args()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     if args.gloo_wait is not None:
         mp.spawn(gloo_wait, args=(port, args.gloo_wait), nprocs=2)
+    elif args.gather_rows is not None:
+        mp.spawn(gather_cost, args=(port, args.gather_rows), nprocs=2)
     elif args.workers == 1:
         profile(0, port, args.users, 1, args.steps)
     else:
