@@ -34,6 +34,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as bench_scale.py: before
 import argparse
 import resource
 import socket
+import sys
 import time
 from collections import defaultdict
 
@@ -42,15 +43,15 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 
-def _init(rank: int, world: int, port: int) -> None:
-    torch.set_num_threads(max(1, (os.cpu_count() or 2) // world))
-    if world > 1:
-        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-        dist.init_process_group("gloo", rank=rank, world_size=world)
+def _init(rank: int, port: int) -> None:
+    """Two one-thread gloo ranks, as bench_scale.py's 2-worker points."""
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
 
 
 def gloo_wait(rank: int, port: int, delay: float) -> None:
-    _init(rank, 2, port)
+    _init(rank, port)
     x = torch.ones(1000)
     dist.all_reduce(x)
     for _ in range(3):
@@ -66,7 +67,7 @@ def gloo_wait(rank: int, port: int, delay: float) -> None:
 
 
 def gather_cost(rank: int, port: int, rows: int) -> None:
-    _init(rank, 2, port)
+    _init(rank, port)
     buf = torch.randn(rows * 128)
     cpu: dict[str, list[float]] = defaultdict(list)
     for _ in range(3):
@@ -87,23 +88,13 @@ def gather_cost(rank: int, port: int, rows: int) -> None:
 
 
 def profile(rank: int, port: int, users: int, world: int, steps: int) -> None:
-    from adc_dist.balancing import make_balancer
-    from adc_dist.config import TrainConfig
-    from adc_dist.data.torch_sampler import samplers_for
-    from adc_dist.model.network import ADC
     import adc_dist.train.loop as loop
     import adc_dist.train.sparse_rows as sparse_rows
-    from adc_dist.train.optim import make_optimizer, wrap_ddp
 
-    _init(rank, world, port)
-    cfg = TrainConfig(task=f"synthetic:{users}x2", patience=0, sparse_tables=True, batch_size=4096).validate()
-    task = loop.prepare_task(cfg)
-    torch.manual_seed(0)
-    model = ADC.from_config(cfg, task.n_users, task.n_items)
-    net = wrap_ddp(model, torch.device("cpu")) if world > 1 else model
-    opt = make_optimizer(model, cfg)
-    balancer = make_balancer(cfg, task.num_domains)
-    samplers = samplers_for(task)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from bench_scale import setup
+
+    cfg, _, model, net, opt, balancer, samplers, _ = setup(users, world, rank, port)
     batches = (b for epoch in range(10**6) for b in loop.epoch_batches(samplers, cfg, epoch, rank, world))
 
     acc: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
