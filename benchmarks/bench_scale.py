@@ -45,15 +45,15 @@ def table_bytes(n_users: int, n_items: list[int], d: int, sparse: bool = True, u
     return per_entry * d * (user_tables * n_users + sum(n_items))
 
 
-def _point(users: int, world: int, rank: int, steps: int, eval_users: int, port: int, out: str,
-           sparse: bool = True, batch: int = 4096) -> None:
-    """One (users, workers) measurement on one rank; rank 0 writes a JSON line to ``out``."""
+def setup(users: int, world: int, rank: int, port: int, sparse: bool = True, batch: int = 4096):
+    """The measured run's parts on this rank (also profile_step.py's): the process group for 2+
+    workers (gloo, the cores split between the workers), then (cfg, task, model, net, opt,
+    balancer, samplers, seconds to prepare the task) for ``synthetic:<users>x2``."""
     from adc_dist.balancing import make_balancer
     from adc_dist.config import TrainConfig
     from adc_dist.data.torch_sampler import samplers_for
     from adc_dist.model.network import ADC
-    from adc_dist.train.evaluate import evaluate
-    from adc_dist.train.loop import epoch_batches, prepare_task, train_step
+    from adc_dist.train.loop import prepare_task
     from adc_dist.train.optim import make_optimizer, wrap_ddp
 
     if world > 1:
@@ -67,9 +67,17 @@ def _point(users: int, world: int, rank: int, steps: int, eval_users: int, port:
     torch.manual_seed(0)
     model = ADC.from_config(cfg, task.n_users, task.n_items)
     net = wrap_ddp(model, torch.device("cpu")) if world > 1 else model
-    opt = make_optimizer(model, cfg)
-    balancer = make_balancer(cfg, task.num_domains)
-    samplers = samplers_for(task)
+    return cfg, task, model, net, make_optimizer(model, cfg), make_balancer(cfg, task.num_domains), \
+        samplers_for(task), load_s
+
+
+def _point(users: int, world: int, rank: int, steps: int, eval_users: int, port: int, out: str,
+           sparse: bool = True, batch: int = 4096) -> None:
+    """One (users, workers) measurement on one rank; rank 0 writes a JSON line to ``out``."""
+    from adc_dist.train.evaluate import evaluate
+    from adc_dist.train.loop import epoch_batches, train_step
+
+    cfg, task, model, net, opt, balancer, samplers, load_s = setup(users, world, rank, port, sparse, batch)
     batches = epoch_batches(samplers, cfg, 0, rank, world)
     # Small tasks have fewer steps per epoch than the benchmark takes: go on into the next epochs.
     it = (b for epoch in range(10**6) for b in epoch_batches(samplers, cfg, epoch, rank, world))
