@@ -18,7 +18,8 @@ Protocol (docs/compare.md):
    --methods (equal, static, GradNorm; static and GradNorm re-tuned on the cut task) against
    MostPop, BPR-MF, CMF and the paper preset with their main-study configurations.
    With a budget of 1 every method runs its one (default) configuration without a
-   validation run: there is nothing to choose.
+   validation run: there is nothing to choose (ADC and the paper preset at the grid's
+   first learning rate, 1e-2, not TrainConfig's 5e-3; docs/compare.md).
 4. Write under ``--out``: results.parquet (task x method x seed x domain, Recall/NDCG@10/20),
    per_user.parquet, tuning.parquet, histories.parquet, significance.parquet, results.md
    (tables, significance, tuned configurations) and the figures.
