@@ -58,7 +58,10 @@ class RowTable(nn.Embedding):
 
 def lookups(model: nn.Module, users: Sequence[Tensor], items: Sequence[Tensor]) -> list[tuple[RowTable, Tensor]]:
     """Every RowTable of an ADC model with the ids a step on (users, items) looks up in it:
-    P all users, S_k domain k's users, Q_k domain k's candidate items."""
+    P all users, S_k domain k's users, Q_k domain k's candidate items. Dense tables: none,
+    and nothing concatenated (this runs every step of every run)."""
+    if not isinstance(model.user_emb, RowTable):  # every table is a RowTable, or none is
+        return []
     pairs = [(model.user_emb, torch.cat([u.reshape(-1) for u in users]))]
     if model.user_specific is not None:
         pairs += [(t, u.reshape(-1)) for t, u in zip(model.user_specific, users)]
