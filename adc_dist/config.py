@@ -213,8 +213,12 @@ class TrainConfig:
             return self.sparse_tables == "true"
         if self.weight_decay > 0:  # the tables' LazyAdam has no weight decay
             return False
-        user_tables = 1 + (len(n_items) if self.user_repr != "shared" else 0)  # P (+ S_k)
-        return user_tables * n_users + sum(n_items) >= AUTO_SPARSE_ROWS
+        return self.table_rows(n_users, n_items) >= AUTO_SPARSE_ROWS
+
+    def table_rows(self, n_users: int, n_items: list[int] | tuple[int, ...]) -> int:
+        """Rows of all embedding tables of this config's model: P (+ one S_k per domain) and the Q_k."""
+        user_tables = 1 + (len(n_items) if self.user_repr != "shared" else 0)
+        return user_tables * n_users + sum(n_items)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

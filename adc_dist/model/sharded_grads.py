@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from adc_dist.model.shared_grads import shared_row_grads
+from adc_dist.model.shared_grads import coalesce_rows, shared_row_grads
 
 
 def shared_row_grad_norms(model, losses: Tensor, io: tuple, world: int, l2: float = 0.0) -> Tensor:
@@ -38,16 +38,13 @@ def shared_row_grad_norms(model, losses: Tensor, io: tuple, world: int, l2: floa
     K = losses.shape[0]
     keys, vals = [], []
     for k, (u, delta) in enumerate(shared_row_grads(model, losses, io, l2)):
-        uniq, inv = torch.unique(u, return_inverse=True)
-        summed = torch.zeros(len(uniq), delta.shape[1], dtype=torch.float32, device=delta.device)
-        summed.index_add_(0, inv, delta)
+        uniq, summed = coalesce_rows(u, delta)
         keys.append(uniq * K + k)  # (user, domain) as one key; user = key // K
         vals.append(summed)
     key, val = torch.cat(keys), torch.cat(vals)
     if world > 1:
         key, val = _to_owners(key, val, world)
-    uniq, inv = torch.unique(key, return_inverse=True)
-    total = torch.zeros(len(uniq), val.shape[1], dtype=val.dtype, device=val.device).index_add_(0, inv, val)
+    uniq, total = coalesce_rows(key, val)
     sq = torch.zeros(K, dtype=torch.float64, device=val.device)
     sq.index_add_(0, uniq % K, total.double().pow(2).sum(1))
     if world > 1:

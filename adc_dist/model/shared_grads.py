@@ -73,3 +73,10 @@ def shared_row_grads(model: ADC, losses: torch.Tensor, io: tuple, l2: float = 0.
             delta = delta + l2_row_grad(model, k, r, len(u), l2)
         out.append((u, delta.float()))
     return out
+
+
+def coalesce_rows(indices: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum the rows of duplicate indices: (sorted unique indices [m], summed values [m, ...])."""
+    uniq, inverse = torch.unique(indices, sorted=True, return_inverse=True)
+    out = torch.zeros((len(uniq), *values.shape[1:]), dtype=values.dtype, device=values.device)
+    return uniq, out.index_add_(0, inverse, values)

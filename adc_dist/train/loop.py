@@ -41,9 +41,9 @@ from adc_dist.train.evaluate import evaluate
 from adc_dist.train.memory import check_fits
 from adc_dist.model.network import ADC, domain_losses
 from adc_dist.model.row_tables import step_rows
-from adc_dist.model.shared_grads import shared_layer_grads, shared_row_grads
+from adc_dist.model.shared_grads import coalesce_rows, shared_layer_grads, shared_row_grads
 from adc_dist.train.optim import make_optimizer, sparse_table_params, wrap_ddp
-from adc_dist.train.sparse_rows import all_reduce_sparse_grads, coalesce_rows, rows_as_sparse, sum_rows_across_ranks
+from adc_dist.train.sparse_rows import all_reduce_sparse_grads, rows_as_sparse, sum_rows_across_ranks
 from adc_dist.train.reporting import Reporter
 
 

@@ -88,8 +88,7 @@ def estimate(cfg: TrainConfig, n_users: int, n_items: Sequence[int]) -> Estimate
         w_numel = widths[-1] * ([2 * cfg.d] + widths)[-2]
         extra = 2 * len(n_items) * w_numel  # per-domain grads of W + the packed copy
     if cfg.sparse_tables_for(n_users, n_items):  # no dense gradient of the tables: one copy fewer
-        user_tables = 1 + (len(n_items) if cfg.user_repr != "shared" else 0)
-        extra -= cfg.d * (user_tables * n_users + sum(n_items))
+        extra -= cfg.d * cfg.table_rows(n_users, n_items)
     return estimate_from_shapes(shapes, extra)
 
 

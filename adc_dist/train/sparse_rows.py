@@ -30,13 +30,6 @@ from torch import Tensor
 Rows = tuple[Tensor, Tensor]  # (indices [n] int64, values [n, *row_shape]) of one table
 
 
-def coalesce_rows(indices: Tensor, values: Tensor) -> Rows:
-    """Sum the rows of duplicate indices: (sorted unique indices [m], summed values [m, ...])."""
-    uniq, inverse = torch.unique(indices, sorted=True, return_inverse=True)
-    out = torch.zeros((len(uniq), *values.shape[1:]), dtype=values.dtype, device=values.device)
-    return uniq, out.index_add_(0, inverse, values)
-
-
 def sum_rows_across_ranks(tables: list[Rows], world: int) -> list[Rows]:
     """For every table, the sum over ranks of its rows (each input coalesced on this rank).
 

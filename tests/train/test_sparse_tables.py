@@ -15,10 +15,10 @@ from adc_dist.data import load_task
 from adc_dist.data.torch_sampler import samplers_for
 from adc_dist.errors import AdcError
 from adc_dist.model.network import ADC
+from adc_dist.model.shared_grads import coalesce_rows
 from adc_dist.train import checkpoint as ckpt_io
 from adc_dist.train.loop import epoch_batches, train_step
 from adc_dist.train.optim import TableAdam, make_optimizer, sparse_table_names
-from adc_dist.train.sparse_rows import coalesce_rows
 from synthetic import make_task
 
 TABLES = ("user_emb.weight", "user_specific.0.weight", "user_specific.1.weight", "item_embs.0.weight",
