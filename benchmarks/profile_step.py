@@ -2,6 +2,7 @@
 
     python benchmarks/profile_step.py --users 1000000 --workers 2 --steps 10
     python benchmarks/profile_step.py --users 1000000 --workers 1 --steps 10
+    python benchmarks/profile_step.py --users 1000000 --workers 2 --steps 10 --embedding-sharding row_wise
     python benchmarks/profile_step.py --gloo-wait 0.5     # does a rank burn CPU while gloo waits?
     python benchmarks/profile_step.py --gather-rows 45300 # CPU of a bare gloo all_gather of that many rows
 
@@ -15,6 +16,13 @@ it and inside GradNorm's exchange) and the optimizer. CPU time is ``time.process
 (every thread of the process, gloo's included); user and system time and minor page
 faults come from ``getrusage``. Also printed: each table's rows touched by this rank
 and the union over the ranks that every rank's LazyAdam updates after the exchange.
+
+``--embedding-sharding row_wise``: bench_scale.py's row-wise setup (the sharded loop's
+TorchRec tables). Its phases: the tables' lookup (TorchRec's input distribution and the
+all-to-all that brings the batch's rows), GradNorm's norms at the rows of P (their
+all-to-all to the owners and an all_reduce of K numbers), the losses' all_reduce, the
+backward (which carries the rows' gradients back and runs the owners' fused Adagrad) and
+the dense part's Adam.
 
 ``--gloo-wait S``: rank 1 sleeps S seconds before an all_reduce that rank 0 has entered;
 rank 0's CPU time over that wait says whether gloo polls (a busy wait would count the
@@ -87,14 +95,15 @@ def gather_cost(rank: int, port: int, rows: int) -> None:
     dist.destroy_process_group()
 
 
-def profile(rank: int, port: int, users: int, world: int, steps: int) -> None:
+def profile(rank: int, port: int, users: int, world: int, steps: int, sharding: str = "none") -> None:
     import adc_dist.train.loop as loop
     import adc_dist.train.sparse_rows as sparse_rows
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from bench_scale import setup
 
-    cfg, _, model, net, opt, balancer, samplers, _ = setup(users, world, rank, port)
+    run = setup(users, world, rank, port, sharding=sharding)
+    cfg, model, net, opt, balancer, samplers = run.cfg, run.model, run.net, run.opt, run.balancer, run.samplers
     batches = (b for epoch in range(10**6) for b in loop.epoch_batches(samplers, cfg, epoch, rank, world))
 
     acc: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
@@ -120,20 +129,25 @@ def profile(rank: int, port: int, users: int, world: int, steps: int) -> None:
         return out
 
     sparse_rows.sum_rows_across_ranks = sum_rows_counted
+    step_kw = dict(run.step_kw)
+    if run.tables is not None:  # the sharded loop's own phases (the replicated ones below stay empty)
+        run.tables.lookup = timed("sharded tables: lookup (ids and rows all-to-all)", run.tables.lookup)
+        step_kw["shared_grads"] = timed("GradNorm: norms at P's rows (all-to-all)", step_kw["shared_grads"])
     loop.shared_row_grads = timed("GradNorm: rows of P (autograd.grad)", loop.shared_row_grads)
     loop.sum_rows_across_ranks = timed("GradNorm: exchange of P's rows", sum_rows)
     loop._all_reduce_mean = timed("losses all_reduce", loop._all_reduce_mean)
     torch.Tensor.backward = timed("backward (DDP: dense layers' all_reduce)", torch.Tensor.backward)
     loop.all_reduce_sparse_grads = timed("tables' exchange (all_reduce_sparse_grads)", loop.all_reduce_sparse_grads)
     dist.all_gather = timed("  of which dist.all_gather (all 6 calls)", dist.all_gather)
-    opt.step = timed("optimizer (LazyAdam on the union + Adam)", opt.step)
+    opt.step = timed("optimizer (LazyAdam on the union + Adam)" if run.tables is None
+                     else "dense optimizer (Adam; tables: fused, in backward)", opt.step)
 
     for i in range(3 + steps):
         if i == 3:
             timing[0], tables[:] = True, []
             ru0, w0, c0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter(), time.process_time()
         users_b, items_b = next(batches)
-        loop.train_step(net, model, balancer, opt, users_b, items_b, world, loss=cfg.loss, l2=cfg.l2)
+        loop.train_step(net, model, balancer, opt, users_b, items_b, world, loss=cfg.loss, l2=cfg.l2, **step_kw)
     wall, cpu = (time.perf_counter() - w0) / steps, (time.process_time() - c0) / steps
     ru = resource.getrusage(resource.RUSAGE_SELF)
     lines = [f"rank {rank} of {world}, {users:,} users: step wall {1e3 * wall:.0f} ms, CPU {1e3 * cpu:.0f} ms "
@@ -146,7 +160,7 @@ def profile(rank: int, port: int, users: int, world: int, steps: int) -> None:
         lines.append(f"  table rows per step (P, S_1, S_2, I_1, I_2), last step: this rank {tables[-1][0]}, "
                      f"union {tables[-1][1]}; mean total {local:,.0f} -> {union:,.0f} ({union / local:.2f}x)")
     print("\n".join(lines), flush=True)
-    if world > 1:
+    if dist.is_initialized():
         dist.destroy_process_group()
 
 
@@ -157,6 +171,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--gloo-wait", type=float, default=None, help="only the gloo busy-wait check (seconds)")
     ap.add_argument("--gather-rows", type=int, default=None, help="only time a bare gloo all_gather of N rows")
+    ap.add_argument("--embedding-sharding", default="none", choices=("none", "row_wise"),
+                    help="row_wise: TorchRec row-wise sharded tables (bench_scale.py's option)")
     args = ap.parse_args()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -166,9 +182,10 @@ def main() -> None:
     elif args.gather_rows is not None:
         mp.spawn(gather_cost, args=(port, args.gather_rows), nprocs=2)
     elif args.workers == 1:
-        profile(0, port, args.users, 1, args.steps)
+        profile(0, port, args.users, 1, args.steps, args.embedding_sharding)
     else:
-        mp.spawn(profile, args=(port, args.users, args.workers, args.steps), nprocs=args.workers)
+        mp.spawn(profile, args=(port, args.users, args.workers, args.steps, args.embedding_sharding),
+                 nprocs=args.workers)
 
 
 if __name__ == "__main__":
