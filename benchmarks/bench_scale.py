@@ -26,7 +26,9 @@ GradNorm's norms at the batch's rows of P, each rank updating only the rows it o
 fbgemm's fused optimizer, Adagrad on CPU where fbgemm has no Adam) and evaluated by its
 ``evaluate_sharded``; "tables" is then the bytes of table rows and optimizer state each
 worker holds, measured (the largest rank's). Rows are tagged ``embedding_sharding`` and
-``table_optimizer``; the report and the plot keep each layout's points apart.
+``table_optimizer``; the report and the plot keep each layout's points apart. Their
+evaluation time includes one fetch of every item table, which the extrapolation to all
+validation users scales with the users as if it were per user (an overestimate).
 """
 
 from __future__ import annotations
@@ -289,7 +291,8 @@ def plot(rows: list[dict], path: str) -> None:
         # CPU time where the rows have it (wall time moves with the shared box's load)
         axes[1].loglog(xs, [r.get("cpu_ns_per_pair", r["ns_per_pair"]) for r in sub], "o-", label=name)
         axes[2].loglog(xs, [r["peak_rss_gib"] for r in sub], "o-", label=f"{name}: peak RSS")
-        if w == 1 or tables not in ("sparse", "dense"):  # sharded: each worker's share
+        # Replicated tables are the same at any worker count: one line per kind; sharded: each worker's share.
+        if w == 1 or tables not in ("sparse", "dense") or (tables, 1) not in _groups(rows):
             axes[2].loglog(xs, [r["tables_gib"] for r in sub], ":", label=f"{name}: tables + optimizer state")
     for ax, title in zip(axes, ["seconds (extrapolated epoch; full validation)", "CPU ns per scored pair (all workers)",
                                 "GiB per worker"]):
