@@ -5,6 +5,7 @@
     python benchmarks/profile_step.py --users 1000000 --workers 2 --steps 10 --embedding-sharding row_wise
     python benchmarks/profile_step.py --gloo-wait 0.5     # does a rank burn CPU while gloo waits?
     python benchmarks/profile_step.py --gather-rows 45300 # CPU of a bare gloo all_gather of that many rows
+    python benchmarks/profile_step.py --fused-adagrad     # CPU per row of fbgemm's fused table update
 
 The setup is bench_scale.py's (``synthetic:<users>x2``, the default model, sparse tables,
 batch 4,096 per worker, DDP over gloo with one thread per worker, 3 warm-up steps). The
@@ -31,6 +32,15 @@ wait as CPU time in bench_scale's "CPU ns per scored pair").
 ``--gather-rows N``: CPU time per rank of a bare all_gather of N x 128 fp32 rows (a rank's
 table rows at 10^6 users), with ``all_gather`` into a list (what sum_rows_across_ranks
 calls) and ``all_gather_into_tensor`` into one buffer, interleaved, three rounds of five.
+
+``--fused-adagrad``: CPU time of the sharded tables' update alone, one process, one thread:
+an fbgemm table (``SplitTableBatchedEmbeddingBagsCodegen``, host memory, no pooling, exact
+Adagrad: what TorchRec's ``EmbeddingCollection`` runs on a CPU shard) of R rows x 128,
+forward and backward of N distinct sorted ids; the backward is the fused update. Beside
+it, the replicated path's update of the same rows: one ``LazyAdam`` step (adc_dist/train/
+optim.py) on a row-sparse gradient of those N rows. Median of 5 after one warm-up, for
+several (R, N): what each costs per row, and whether it follows the rows a step touches
+or the table's size.
 """
 
 from __future__ import annotations
@@ -93,6 +103,40 @@ def gather_cost(rank: int, port: int, rows: int) -> None:
               f"three rounds: " + "; ".join(f"{k} " + " ".join(f"{x:.1f}" for x in v) for k, v in cpu.items())
               + f" (load {os.getloadavg()[0]:.1f})", flush=True)
     dist.destroy_process_group()
+
+
+def fused_adagrad() -> None:
+    from fbgemm_gpu.split_embedding_configs import EmbOptimType
+    from fbgemm_gpu.split_table_batched_embeddings_ops_common import PoolingMode
+    from fbgemm_gpu.split_table_batched_embeddings_ops_training import (
+        ComputeDevice, EmbeddingLocation, SplitTableBatchedEmbeddingBagsCodegen)
+
+    from adc_dist.train.optim import LazyAdam
+
+    torch.set_num_threads(1)
+    for rows, ids in [(100_000, 22_000), (1_000_000, 22_000), (3_000_000, 22_000), (1_000_000, 5_000),
+                      (1_000_000, 45_000)]:
+        tbe = SplitTableBatchedEmbeddingBagsCodegen(
+            [(rows, 128, EmbeddingLocation.HOST, ComputeDevice.CPU)], optimizer=EmbOptimType.EXACT_ADAGRAD,
+            learning_rate=0.01, eps=1e-10, pooling_mode=PoolingMode.NONE)
+        table = torch.nn.Parameter(torch.zeros(rows, 128))
+        lazy = LazyAdam([table], lr=0.01)
+        g, cpu, cpu_lazy = torch.Generator().manual_seed(0), [], []
+        for _ in range(6):
+            idx = torch.randperm(rows, generator=g)[:ids].sort().values
+            out = tbe(idx, torch.arange(ids + 1))  # one id per bag
+            c0 = time.process_time()
+            out.backward(torch.ones_like(out))
+            cpu.append(time.process_time() - c0)
+            table.grad = torch.sparse_coo_tensor(idx[None], torch.ones(ids, 128), table.shape,
+                                                 check_invariants=False).coalesce()
+            c0 = time.process_time()
+            lazy.step()
+            cpu_lazy.append(time.process_time() - c0)
+        c, c_lazy = sorted(cpu[1:])[2], sorted(cpu_lazy[1:])[2]
+        print(f"table {rows:>9,} rows, {ids:>6,} ids: CPU per row {1e6 * c / ids:.2f} us fused Adagrad (backward "
+              f"and update), {1e6 * c_lazy / ids:.2f} us LazyAdam (update) (load {os.getloadavg()[0]:.1f})", flush=True)
+        del tbe, table, lazy
 
 
 def profile(rank: int, port: int, users: int, world: int, steps: int, sharding: str = "none") -> None:
@@ -171,6 +215,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--gloo-wait", type=float, default=None, help="only the gloo busy-wait check (seconds)")
     ap.add_argument("--gather-rows", type=int, default=None, help="only time a bare gloo all_gather of N rows")
+    ap.add_argument("--fused-adagrad", action="store_true", help="only time fbgemm's fused table update per row")
     ap.add_argument("--embedding-sharding", default="none", choices=("none", "row_wise"),
                     help="row_wise: TorchRec row-wise sharded tables (bench_scale.py's option)")
     args = ap.parse_args()
@@ -179,6 +224,8 @@ def main() -> None:
         port = s.getsockname()[1]
     if args.gloo_wait is not None:
         mp.spawn(gloo_wait, args=(port, args.gloo_wait), nprocs=2)
+    elif args.fused_adagrad:
+        fused_adagrad()
     elif args.gather_rows is not None:
         mp.spawn(gather_cost, args=(port, args.gather_rows), nprocs=2)
     elif args.workers == 1:
