@@ -37,8 +37,9 @@ calls) and ``all_gather_into_tensor`` into one buffer, interleaved, three rounds
 an fbgemm table (``SplitTableBatchedEmbeddingBagsCodegen``, host memory, no pooling, exact
 Adagrad: what TorchRec's ``EmbeddingCollection`` runs on a CPU shard) of R rows x 128,
 forward and backward of N distinct sorted ids; the backward is the fused update. Beside
-it, the replicated path's update of the same rows: one ``LazyAdam`` step (adc_dist/train/
-optim.py) on a row-sparse gradient of those N rows. Median of 5 after one warm-up, for
+it the same with one-id bags (SUM pooling: what an ``EmbeddingBagCollection`` would run),
+with exact and with row-wise Adagrad, and the replicated path's update of the same rows:
+one ``LazyAdam`` step (adc_dist/train/optim.py) on a row-sparse gradient of those N rows. Median of 5 after one warm-up, for
 several (R, N): what each costs per row, and whether it follows the rows a step touches
 or the table's size.
 """
@@ -105,6 +106,14 @@ def gather_cost(rank: int, port: int, rows: int) -> None:
     dist.destroy_process_group()
 
 
+def _median_cpu(step, idx_of, reps: int = 6) -> float:
+    """Median CPU seconds of ``step(idx)`` over ``reps - 1`` draws of ids, after one warm-up."""
+    g, cpu = torch.Generator().manual_seed(0), []
+    for _ in range(reps):
+        cpu.append(step(idx_of(g)))
+    return sorted(cpu[1:])[len(cpu[1:]) // 2]
+
+
 def fused_adagrad() -> None:
     from fbgemm_gpu.split_embedding_configs import EmbOptimType
     from fbgemm_gpu.split_table_batched_embeddings_ops_common import PoolingMode
@@ -114,29 +123,44 @@ def fused_adagrad() -> None:
     from adc_dist.train.optim import LazyAdam
 
     torch.set_num_threads(1)
+    # (name, optimizer, pooling): the sharded tables' kernel (EmbeddingCollection: no pooling),
+    # then what one-id bags of an EmbeddingBagCollection would run (SUM pooling; row-wise
+    # Adagrad has fbgemm's own fast path there)
+    kinds = [("fused Adagrad, no pooling (ours)", EmbOptimType.EXACT_ADAGRAD, PoolingMode.NONE),
+             ("fused Adagrad, one-id bags", EmbOptimType.EXACT_ADAGRAD, PoolingMode.SUM),
+             ("fused row-wise Adagrad, one-id bags", EmbOptimType.EXACT_ROWWISE_ADAGRAD, PoolingMode.SUM)]
     for rows, ids in [(100_000, 22_000), (1_000_000, 22_000), (3_000_000, 22_000), (1_000_000, 5_000),
                       (1_000_000, 45_000)]:
-        tbe = SplitTableBatchedEmbeddingBagsCodegen(
-            [(rows, 128, EmbeddingLocation.HOST, ComputeDevice.CPU)], optimizer=EmbOptimType.EXACT_ADAGRAD,
-            learning_rate=0.01, eps=1e-10, pooling_mode=PoolingMode.NONE)
+        def idx_of(g):
+            return torch.randperm(rows, generator=g)[:ids].sort().values
+
+        per_row = {}
+        for name, optimizer, pooling in kinds:
+            tbe = SplitTableBatchedEmbeddingBagsCodegen(
+                [(rows, 128, EmbeddingLocation.HOST, ComputeDevice.CPU)], optimizer=optimizer,
+                learning_rate=0.01, eps=1e-10, pooling_mode=pooling)
+
+            def fused(idx):
+                out = tbe(idx, torch.arange(ids + 1))  # one id per bag
+                c0 = time.process_time()
+                out.backward(torch.ones_like(out))  # the update runs inside the backward
+                return time.process_time() - c0
+            per_row[name] = _median_cpu(fused, idx_of) / ids
+            del tbe
         table = torch.nn.Parameter(torch.zeros(rows, 128))
         lazy = LazyAdam([table], lr=0.01)
-        g, cpu, cpu_lazy = torch.Generator().manual_seed(0), [], []
-        for _ in range(6):
-            idx = torch.randperm(rows, generator=g)[:ids].sort().values
-            out = tbe(idx, torch.arange(ids + 1))  # one id per bag
-            c0 = time.process_time()
-            out.backward(torch.ones_like(out))
-            cpu.append(time.process_time() - c0)
+
+        def lazy_step(idx):
             table.grad = torch.sparse_coo_tensor(idx[None], torch.ones(ids, 128), table.shape,
                                                  check_invariants=False).coalesce()
             c0 = time.process_time()
             lazy.step()
-            cpu_lazy.append(time.process_time() - c0)
-        c, c_lazy = sorted(cpu[1:])[2], sorted(cpu_lazy[1:])[2]
-        print(f"table {rows:>9,} rows, {ids:>6,} ids: CPU per row {1e6 * c / ids:.2f} us fused Adagrad (backward "
-              f"and update), {1e6 * c_lazy / ids:.2f} us LazyAdam (update) (load {os.getloadavg()[0]:.1f})", flush=True)
-        del tbe, table, lazy
+            return time.process_time() - c0
+        per_row["LazyAdam (update)"] = _median_cpu(lazy_step, idx_of) / ids
+        del table, lazy
+        print(f"table {rows:>9,} rows, {ids:>6,} ids, CPU us per row: "
+              + ", ".join(f"{name} {1e6 * c:.2f}" for name, c in per_row.items())
+              + f" (load {os.getloadavg()[0]:.1f})", flush=True)
 
 
 def profile(rank: int, port: int, users: int, world: int, steps: int, sharding: str = "none") -> None:
