@@ -117,7 +117,8 @@ def _point(users: int, world: int, rank: int, steps: int, eval_users: int, port:
     from adc_dist.train.loop import epoch_batches, train_step
 
     run = setup(users, world, rank, port, sparse, batch, sharding)
-    cfg, task, model, net, opt, balancer, samplers = run[:7]
+    cfg, task, model, net, opt, balancer = run.cfg, run.task, run.model, run.net, run.opt, run.balancer
+    samplers = run.samplers
     batches = epoch_batches(samplers, cfg, 0, rank, world)
     # Small tasks have fewer steps per epoch than the benchmark takes: go on into the next epochs.
     it = (b for epoch in range(10**6) for b in epoch_batches(samplers, cfg, epoch, rank, world))

@@ -39,9 +39,9 @@ Adagrad: what TorchRec's ``EmbeddingCollection`` runs on a CPU shard) of R rows 
 forward and backward of N distinct sorted ids; the backward is the fused update. Beside
 it the same with one-id bags (SUM pooling: what an ``EmbeddingBagCollection`` would run),
 with exact and with row-wise Adagrad, and the replicated path's update of the same rows:
-one ``LazyAdam`` step (adc_dist/train/optim.py) on a row-sparse gradient of those N rows. Median of 5 after one warm-up, for
-several (R, N): what each costs per row, and whether it follows the rows a step touches
-or the table's size.
+one ``LazyAdam`` step (adc_dist/train/optim.py) on a row-sparse gradient of those N rows.
+Median of 5 after one warm-up, for several (R, N): what each costs per row, and whether it
+follows the rows a step touches or the table's size.
 """
 
 from __future__ import annotations
@@ -145,6 +145,7 @@ def fused_adagrad() -> None:
                 c0 = time.process_time()
                 out.backward(torch.ones_like(out))  # the update runs inside the backward
                 return time.process_time() - c0
+
             per_row[name] = _median_cpu(fused, idx_of) / ids
             del tbe
         table = torch.nn.Parameter(torch.zeros(rows, 128))
@@ -156,6 +157,7 @@ def fused_adagrad() -> None:
             c0 = time.process_time()
             lazy.step()
             return time.process_time() - c0
+
         per_row["LazyAdam (update)"] = _median_cpu(lazy_step, idx_of) / ids
         del table, lazy
         print(f"table {rows:>9,} rows, {ids:>6,} ids, CPU us per row: "
@@ -204,7 +206,8 @@ def profile(rank: int, port: int, users: int, world: int, steps: int, sharding: 
     loop.shared_row_grads = timed("GradNorm: rows of P (autograd.grad)", loop.shared_row_grads)
     loop.sum_rows_across_ranks = timed("GradNorm: exchange of P's rows", sum_rows)
     loop._all_reduce_mean = timed("losses all_reduce", loop._all_reduce_mean)
-    torch.Tensor.backward = timed("backward (DDP: dense layers' all_reduce)", torch.Tensor.backward)
+    torch.Tensor.backward = timed("backward (DDP: dense layers' all_reduce)" if run.tables is None else
+                                  "backward (rows' all-to-all back, fused table update, DDP)", torch.Tensor.backward)
     loop.all_reduce_sparse_grads = timed("tables' exchange (all_reduce_sparse_grads)", loop.all_reduce_sparse_grads)
     dist.all_gather = timed("  of which dist.all_gather (all 6 calls)", dist.all_gather)
     opt.step = timed("optimizer (LazyAdam on the union + Adam)" if run.tables is None
