@@ -4,6 +4,7 @@
     python benchmarks/bench_scale.py --sizes 10000,100000,1000000 --out docs/figures/scale.json
     python benchmarks/bench_scale.py --plot docs/figures/scale.json   # the plot and the fitted exponents
     python benchmarks/bench_scale.py --sparse-tables false ...        # the dense-Adam tables, for comparison
+    python benchmarks/bench_scale.py --workers 2 --embedding-sharding row_wise ...   # TorchRec row-wise tables
 
 Each (users, workers) point runs in a fresh process (so that its peak RSS is its own) on
 ``synthetic:<users>x2``: ``--steps`` timed training steps of the project's loop (device
@@ -18,6 +19,16 @@ with sparse tables (``--sparse-tables true``, the benchmark's default at every s
 gradient holds the batch's rows only), 16 d (...) with dense tables (plus a dense
 gradient), held by every worker. U counts every user table
 (the default model has P and one S_k per domain).
+
+``--embedding-sharding row_wise``: the tables are TorchRec row-wise shards built by the
+train CLI's own sharded loop (``adc_dist.train.sharded_loop``: the same ``train_step``,
+GradNorm's norms at the batch's rows of P, each rank updating only the rows it owns with
+fbgemm's fused optimizer, Adagrad on CPU where fbgemm has no Adam) and evaluated by its
+``evaluate_sharded``; "tables" is then the bytes of table rows and optimizer state each
+worker holds, measured (the largest rank's). Rows are tagged ``embedding_sharding`` and
+``table_optimizer``; the report and the plot keep each layout's points apart. Their
+evaluation time includes one fetch of every item table, which the extrapolation to all
+validation users scales with the users as if it were per user (an overestimate).
 """
 
 from __future__ import annotations
@@ -35,6 +46,7 @@ import resource
 import subprocess
 import sys
 import time
+from typing import Any, NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -45,10 +57,28 @@ def table_bytes(n_users: int, n_items: list[int], d: int, sparse: bool = True, u
     return per_entry * d * (user_tables * n_users + sum(n_items))
 
 
-def setup(users: int, world: int, rank: int, port: int, sparse: bool = True, batch: int = 4096):
-    """The measured run's parts on this rank (also profile_step.py's): the process group for 2+
-    workers (gloo, the cores split between the workers), then (cfg, task, model, net, opt,
-    balancer, samplers, seconds to prepare the task) for ``synthetic:<users>x2``."""
+class Run(NamedTuple):
+    """One measured point's parts on this rank (also profile_step.py's)."""
+
+    cfg: Any
+    task: Any
+    model: Any  # the ADC train_step reads (sharded: its dense part, tables swapped for row caches)
+    net: Any  # what train_step calls: DDP(model), model, or the sharded loop's ShardedNet
+    opt: Any
+    balancer: Any
+    samplers: Any
+    load_s: float  # seconds to prepare the task
+    tables: Any  # the sharded loop's ShardedTables; None for replicated tables
+    step_kw: dict  # train_step's extra arguments (the sharded loop's GradNorm gradients)
+
+
+def setup(users: int, world: int, rank: int, port: int, sparse: bool = True, batch: int = 4096,
+          sharding: str = "none") -> Run:
+    """The measured run's parts on this rank: the process group for 2+ workers (gloo, the
+    cores split between the workers; sharded tables need one even for 1 worker), then the
+    model of ``synthetic:<users>x2``: replicated tables (``sharding`` none: DDP, sparse or
+    dense tables) or TorchRec-sharded ones built by the train CLI's own sharded loop
+    (adc_dist/train/sharded_loop.py: fused Adagrad on the tables on CPU, Adam on the rest)."""
     from adc_dist.balancing import make_balancer
     from adc_dist.config import TrainConfig
     from adc_dist.data.torch_sampler import samplers_for
@@ -56,28 +86,39 @@ def setup(users: int, world: int, rank: int, port: int, sparse: bool = True, bat
     from adc_dist.train.loop import prepare_task
     from adc_dist.train.optim import make_optimizer, wrap_ddp
 
-    if world > 1:
+    if world > 1 or sharding != "none":
         torch.set_num_threads(max(1, (os.cpu_count() or 2) // world))
         os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
         dist.init_process_group("gloo", rank=rank, world_size=world)
-    cfg = TrainConfig(task=f"synthetic:{users}x2", patience=0, sparse_tables=sparse, batch_size=batch).validate()
+    # Sharded tables bring their own optimizer: the config refuses sparse_tables true with them.
+    tables_kind = "auto" if sharding != "none" else sparse
+    cfg = TrainConfig(task=f"synthetic:{users}x2", patience=0, sparse_tables=tables_kind, batch_size=batch,
+                      embedding_sharding=sharding).validate()
     t0 = time.perf_counter()
     task = prepare_task(cfg)
     load_s = time.perf_counter() - t0
+    if sharding != "none":
+        from adc_dist.train.sharded_loop import build_sharded, sharded_grads_fn
+
+        model, net, opt, tables = build_sharded(cfg, task.n_users, list(task.n_items), torch.device("cpu"))
+        return Run(cfg, task, model, net, opt, make_balancer(cfg, task.num_domains), samplers_for(task), load_s,
+                   tables, {"shared_grads": sharded_grads_fn(world)})
     torch.manual_seed(0)
     model = ADC.from_config(cfg, task.n_users, task.n_items)
     net = wrap_ddp(model, torch.device("cpu")) if world > 1 else model
-    return cfg, task, model, net, make_optimizer(model, cfg), make_balancer(cfg, task.num_domains), \
-        samplers_for(task), load_s
+    return Run(cfg, task, model, net, make_optimizer(model, cfg), make_balancer(cfg, task.num_domains),
+               samplers_for(task), load_s, None, {})
 
 
 def _point(users: int, world: int, rank: int, steps: int, eval_users: int, port: int, out: str,
-           sparse: bool = True, batch: int = 4096) -> None:
+           sparse: bool = True, batch: int = 4096, sharding: str = "none") -> None:
     """One (users, workers) measurement on one rank; rank 0 writes a JSON line to ``out``."""
     from adc_dist.train.evaluate import evaluate
     from adc_dist.train.loop import epoch_batches, train_step
 
-    cfg, task, model, net, opt, balancer, samplers, load_s = setup(users, world, rank, port, sparse, batch)
+    run = setup(users, world, rank, port, sparse, batch, sharding)
+    cfg, task, model, net, opt, balancer = run.cfg, run.task, run.model, run.net, run.opt, run.balancer
+    samplers = run.samplers
     batches = epoch_batches(samplers, cfg, 0, rank, world)
     # Small tasks have fewer steps per epoch than the benchmark takes: go on into the next epochs.
     it = (b for epoch in range(10**6) for b in epoch_batches(samplers, cfg, epoch, rank, world))
@@ -87,7 +128,7 @@ def _point(users: int, world: int, rank: int, steps: int, eval_users: int, port:
             t1, c1, positives = time.perf_counter(), time.process_time(), 0
         users_b, items_b = next(it)
         positives += sum(len(u) for u in users_b)
-        train_step(net, model, balancer, opt, users_b, items_b, world, loss=cfg.loss, l2=cfg.l2)
+        train_step(net, model, balancer, opt, users_b, items_b, world, loss=cfg.loss, l2=cfg.l2, **run.step_kw)
     step_s = (time.perf_counter() - t1) / steps
     # CPU seconds of this process (all its threads): unlike wall time, nearly blind to the
     # other programs sharing the cores, whose load changes between the points of a run.
@@ -100,13 +141,25 @@ def _point(users: int, world: int, rank: int, steps: int, eval_users: int, port:
         user_tables = torch.unique(torch.cat(users_b)).numel() + (
             sum(torch.unique(u).numel() for u in users_b) if cfg.user_repr != "shared" else 0)
         rows.append(user_tables + sum(torch.unique(i).numel() for i in items_b))
-    model.eval()
     t2 = time.perf_counter()
-    res = evaluate(model.score_all, task, "valid", cfg.topk, rank=rank, world=world, user_sample=eval_users)
+    if run.tables is None:
+        model.eval()
+        res = evaluate(model.score_all, task, "valid", cfg.topk, rank=rank, world=world, user_sample=eval_users)
+        held = table_bytes(task.n_users, list(task.n_items), cfg.d, sparse,
+                           1 + (task.num_domains if cfg.user_repr != "shared" else 0))
+    else:  # the sharded loop's evaluation: first fetch the rows it ranks with (a collective)
+        from adc_dist.train.sharded_loop import evaluate_sharded
+
+        res = evaluate_sharded(model, run.tables, task, "valid", cfg.replace(eval_users=eval_users), rank, world,
+                               torch.device("cpu"))
+        # This rank's rows and their fused optimizer state, as held (bench_shard.py counts the same).
+        held = sum(t.numel() * t.element_size() for part in run.tables._local().values() for t in part.values())
     eval_s = time.perf_counter() - t2
     rss = torch.tensor([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20])  # GiB
-    if world > 1:
+    held_gib = torch.tensor([held / 2**30])
+    if dist.is_initialized():
         dist.all_reduce(rss, op=dist.ReduceOp.MAX)
+        dist.all_reduce(held_gib, op=dist.ReduceOp.MAX)
         dist.all_reduce(cpu_step)  # CPU seconds per step of all workers together
         dist.destroy_process_group()
     if rank != 0:
@@ -114,8 +167,10 @@ def _point(users: int, world: int, rank: int, steps: int, eval_users: int, port:
     valid_users = sum(int((task.user_items("valid", k).indptr[1:] > task.user_items("valid", k).indptr[:-1]).sum())
                       for k in range(task.num_domains))
     pairs_step = positives / steps * (1 + cfg.negatives)
-    user_tables = 1 + (task.num_domains if cfg.user_repr != "shared" else 0)
-    row = {"users": users, "workers": world, "sparse_tables": sparse, "batch_size": batch, "n_users": task.n_users,
+    row = {"users": users, "workers": world, "sparse_tables": sparse if sharding == "none" else None,
+           "embedding_sharding": sharding,
+           "table_optimizer": run.tables.optimizer if run.tables is not None else ("lazy_adam" if sparse else "adam"),
+           "batch_size": batch, "n_users": task.n_users,
            "n_items": list(task.n_items),
            "train_positives": [len(t) for t in task.train], "steps_per_epoch": len(batches),
            "s_per_step": step_s, "pairs_per_s": pairs_step * world / step_s,
@@ -123,17 +178,18 @@ def _point(users: int, world: int, rank: int, steps: int, eval_users: int, port:
            "cpu_s_per_step": float(cpu_step), "cpu_ns_per_pair": 1e9 * float(cpu_step) / (pairs_step * world),
            "rows_per_step": sum(rows) / len(rows), "ns_per_row": 1e9 * step_s * len(rows) / sum(rows),
            "cpu_ns_per_row": 1e9 * float(cpu_step) * len(rows) / sum(rows),
-           "epoch_s": step_s * len(batches), "load_s": load_s,
+           "epoch_s": step_s * len(batches), "load_s": run.load_s,
            "eval_users": sum(res.counts.values()), "valid_users": valid_users, "eval_s": eval_s,
            "eval_full_s": eval_s * valid_users / max(1, sum(res.counts.values())),
            "peak_rss_gib": float(rss),
-           "tables_gib": table_bytes(task.n_users, list(task.n_items), cfg.d, sparse, user_tables) / 2**30,
+           "tables_gib": float(held_gib),
            "load_average": os.getloadavg()[0]}
     with open(out, "a") as f:
         f.write(json.dumps(row) + "\n")
 
 
-def _run_point(users: int, world: int, steps: int, eval_users: int, out: str, sparse: bool, batch: int) -> None:
+def _run_point(users: int, world: int, steps: int, eval_users: int, out: str, sparse: bool, batch: int,
+               sharding: str = "none") -> None:
     """Prepare the task once (the split cache), then measure in a fresh process per point."""
     import socket
 
@@ -142,15 +198,15 @@ def _run_point(users: int, world: int, steps: int, eval_users: int, out: str, sp
         port = s.getsockname()[1]
     here = os.path.dirname(os.path.abspath(__file__))
     call = (f"mp.spawn(b._spawned, args=({users}, {world}, {steps}, {eval_users}, {port}, {out!r}, {sparse}, "
-            f"{batch}), nprocs={world})" if world > 1 else
-            f"b._point({users}, 1, 0, {steps}, {eval_users}, {port}, {out!r}, {sparse}, {batch})")
+            f"{batch}, {sharding!r}), nprocs={world})" if world > 1 else
+            f"b._point({users}, 1, 0, {steps}, {eval_users}, {port}, {out!r}, {sparse}, {batch}, {sharding!r})")
     code = f"import sys, torch.multiprocessing as mp; sys.path.insert(0, {here!r}); import bench_scale as b; {call}"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def _spawned(rank: int, users: int, world: int, steps: int, eval_users: int, port: int, out: str,
-             sparse: bool, batch: int) -> None:
-    _point(users, world, rank, steps, eval_users, port, out, sparse, batch)
+             sparse: bool, batch: int, sharding: str) -> None:
+    _point(users, world, rank, steps, eval_users, port, out, sparse, batch, sharding)
 
 
 def adam_seconds(n_users: int, n_items: list[int], d: int, reps: int = 3) -> float:
@@ -182,7 +238,10 @@ def fit_line(xs: list[float], ys: list[float]) -> tuple[float, float]:
 
 
 def _key(r: dict) -> tuple[str, int]:
-    """(sparse or dense tables, workers); rows written before the option had dense tables."""
+    """(the tables' layout, workers): replicated sparse or dense tables (rows written before
+    the option had dense tables), or TorchRec-sharded ones (``row_wise``)."""
+    if r.get("embedding_sharding", "none") != "none":
+        return r["embedding_sharding"], r["workers"]
     return ("sparse" if r.get("sparse_tables", False) else "dense"), r["workers"]
 
 
@@ -191,11 +250,11 @@ def _groups(rows: list[dict]) -> list[tuple[str, int]]:
 
 
 def report(rows: list[dict]) -> None:
-    print(f"{'users':>10} {'tables':>6} {'wk':>3} {'s/step':>7} {'pairs/s':>11} {'ns/pair':>8} {'epoch_s':>9} "
+    print(f"{'users':>10} {'tables':>8} {'wk':>3} {'s/step':>7} {'pairs/s':>11} {'ns/pair':>8} {'epoch_s':>9} "
           f"{'cpu_ns/pair':>11} {'rows/step':>9} {'eval_s':>7} "
           f"{'eval_all_s':>10} {'rss_GiB':>8} {'tables':>7} {'load':>5}")
     for r in rows:
-        print(f"{r['users']:>10,} {_key(r)[0]:>6} {r['workers']:>3} {r['s_per_step']:>7.3f} {r['pairs_per_s']:>11,.0f} "
+        print(f"{r['users']:>10,} {_key(r)[0]:>8} {r['workers']:>3} {r['s_per_step']:>7.3f} {r['pairs_per_s']:>11,.0f} "
               f"{r['ns_per_pair']:>8.0f} {r['epoch_s']:>9.1f} {r.get('cpu_ns_per_pair', float('nan')):>11,.0f} "
               f"{r.get('rows_per_step', float('nan')):>9,.0f} "
               f"{r['eval_s']:>7.1f} {r['eval_full_s']:>10.1f} "
@@ -233,8 +292,9 @@ def plot(rows: list[dict], path: str) -> None:
         # CPU time where the rows have it (wall time moves with the shared box's load)
         axes[1].loglog(xs, [r.get("cpu_ns_per_pair", r["ns_per_pair"]) for r in sub], "o-", label=name)
         axes[2].loglog(xs, [r["peak_rss_gib"] for r in sub], "o-", label=f"{name}: peak RSS")
-        if w == 1:
-            axes[2].loglog(xs, [r["tables_gib"] for r in sub], ":", label=f"{tables}: tables + Adam state")
+        # Replicated tables are the same at any worker count: one line per kind; sharded: each worker's share.
+        if w == 1 or tables not in ("sparse", "dense") or (tables, 1) not in _groups(rows):
+            axes[2].loglog(xs, [r["tables_gib"] for r in sub], ":", label=f"{name}: tables + optimizer state")
     for ax, title in zip(axes, ["seconds (extrapolated epoch; full validation)", "CPU ns per scored pair (all workers)",
                                 "GiB per worker"]):
         ax.set_xlabel("users")
@@ -256,6 +316,9 @@ def main() -> None:
     ap.add_argument("--plot", default=None, help="only report and plot the rows of this JSON-lines file")
     ap.add_argument("--adam", action="store_true", help="only time a dense Adam step over each size's tables")
     ap.add_argument("--sparse-tables", default="true", help="true (the default) or false: dense Adam on the tables")
+    ap.add_argument("--embedding-sharding", default="none", choices=("none", "row_wise"),
+                    help="none (replicated tables, the default) or row_wise: TorchRec row-wise sharded tables "
+                         "through the train CLI's sharded loop (fused Adagrad on the tables on CPU)")
     # 4,096, not the config's default 1,024: the documented scaling runs use it (a larger
     # batch touches more rows per step, which is what this curve is about).
     ap.add_argument("--batch-size", type=int, default=4096, help="positives of the largest domain per step")
@@ -279,7 +342,8 @@ def main() -> None:
     for users in (int(s) for s in args.sizes.split(",")):
         for world in (int(w) for w in args.workers.split(",")):
             _run_point(users, world, args.steps, args.eval_users, out,
-                       args.sparse_tables.lower() in ("1", "true", "yes", "on"), args.batch_size)
+                       args.sparse_tables.lower() in ("1", "true", "yes", "on"), args.batch_size,
+                       args.embedding_sharding)
     report([json.loads(line) for line in list(open(out))[start:]])
 
 
