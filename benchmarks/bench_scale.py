@@ -155,7 +155,7 @@ def _point(users: int, world: int, rank: int, steps: int, eval_users: int, port:
         res = evaluate_sharded(model, run.tables, task, "valid", cfg.replace(eval_users=eval_users), rank, world,
                                torch.device("cpu"))
         # This rank's rows and their fused optimizer state, as held (bench_shard.py counts the same).
-        held = sum(t.numel() * t.element_size() for part in run.tables._local().values() for t in part.values())
+        held = run.tables.local_state_bytes()
     eval_s = time.perf_counter() - t2
     rss = torch.tensor([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20])  # GiB
     held_gib = torch.tensor([held / 2**30])

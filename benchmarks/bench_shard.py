@@ -66,7 +66,7 @@ def _replicated(cfg, n_users: int, n_items: list[int]):
 def _held_bytes(mode: str, model, opt, tables) -> int:
     """Table state this rank holds: parameters, gradients and optimizer state of the tables."""
     if mode == "row_wise":
-        return sum(t.numel() * t.element_size() for part in tables._local().values() for t in part.values())
+        return tables.local_state_bytes()
     params = [model.user_emb.weight, *[m.weight for m in model.user_specific or []],
               *[m.weight for m in model.item_embs]]
     total = 0

@@ -220,6 +220,11 @@ class ShardedTables:
         return sum(s.tensor.numel() * s.tensor.element_size()
                    for w in self._weights().values() for s in w.local_shards())
 
+    def local_state_bytes(self) -> int:
+        """Bytes this rank holds for its table rows and their optimizer state (what the
+        benchmarks compare with a replica's parameters, gradients and Adam moments)."""
+        return sum(t.numel() * t.element_size() for part in self._local().values() for t in part.values())
+
     def _local(self) -> dict[str, dict[str, Tensor]]:
         """This rank's live shard tensors: ``{"weights": {table: t}, "<state>": {table: t}}``.
 
