@@ -66,9 +66,10 @@ def _stop(procs: list[subprocess.Popen], temp_dir: Path) -> None:
     """Stop the nodes this test started: their process groups, then stragglers of its temp dir.
 
     A graceful ``ray start --block`` shutdown takes 30-50 s on a busy 2-core machine; these
-    processes are this test's alone, so after a short grace period they are killed.
+    processes are this test's alone and the test is over, so after a short grace period (3 s,
+    as the job test's head gets 5: 10 s was waited out in every run) they are killed.
     """
-    for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+    for sig, grace in ((signal.SIGTERM, 3), (signal.SIGKILL, 10)):
         for p in procs:
             try:
                 os.killpg(p.pid, sig)

@@ -46,65 +46,72 @@ def _dense(g: torch.Tensor) -> torch.Tensor:
     return g.to_dense() if g.is_sparse else g
 
 
-def _rank_main(rank: int, port: int, balancer: str, variant: str, out_dir: str) -> None:
+def _rank_main(rank: int, port: int, runs: list[tuple[str, str, str]]) -> None:
+    """Every (balancer, variant, out_dir) of ``runs`` in turn, in one pair of processes: a spawn
+    (two interpreters importing torch) cost most of a configuration's seconds on 2 cores."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=WORLD)
     try:
-        cfg, task = _cfg(balancer, variant), make_task(seed=3)
-        torch.manual_seed(cfg.seed)
-        model = ADC.from_config(cfg, task.n_users, task.n_items)
-        net = wrap_ddp(model, torch.device("cpu"))
-        opt = make_optimizer(model, cfg)
-        bal = make_balancer(cfg, task.num_domains)
-        sparse = isinstance(opt, TableAdam)
-        assert sparse == (cfg.sparse_tables == "true")  # the variants name it: never "auto" here
-        table_grads = {}
-
-        def keep_first_table_grads(*_):  # the averaged gradients the first step applies
-            if not table_grads:
-                params = dict(model.named_parameters())
-                table_grads.update({n: params[n].grad.to_dense().clone() for n in TABLES}, w=bal.weights())
-
-        (opt.tables if sparse else opt).register_step_pre_hook(keep_first_table_grads)
-        samplers = samplers_for(task)
-        spreads, first = [], None
-        for epoch in range(STEPS_CHECKED):
-            for users, items in epoch_batches(samplers, cfg, epoch, rank, WORLD):
-                _, grads = train_step(net, model, bal, opt, users, items, WORLD, loss=cfg.loss, l2=cfg.l2)
-                if first is None:
-                    first = {"users": users, "items": items, "grads": grads}
-                state = torch.cat([bal.weights().double(), *[p.detach().double().reshape(-1) for p in model.parameters()]])
-                gathered = [torch.empty_like(state) for _ in range(WORLD)]
-                dist.all_gather(gathered, state)
-                # Bitwise: the balancer's inputs are identical after the all-reduce.
-                spreads.append(float((gathered[0] - gathered[1]).abs().max()))
-        torch.save({"spreads": spreads, "first": first, "weights": bal.weights(), "table_grads": table_grads},
-                   f"{out_dir}/rank{rank}.pt")
+        for balancer, variant, out_dir in runs:
+            _one_run(rank, balancer, variant, out_dir)
+            dist.barrier()  # the next configuration starts on both ranks together
     finally:
         dist.destroy_process_group()
 
 
-def _run_two_ranks(balancer: str, variant: str, tmp_path) -> list[dict]:
-    mp.spawn(_rank_main, args=(free_port(), balancer, variant, str(tmp_path)), nprocs=WORLD, join=True)
-    return [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+def _one_run(rank: int, balancer: str, variant: str, out_dir: str) -> None:
+    """One configuration from the same initial state: 2 epochs, every step's spread across ranks."""
+    cfg, task = _cfg(balancer, variant), make_task(seed=3)
+    torch.manual_seed(cfg.seed)
+    model = ADC.from_config(cfg, task.n_users, task.n_items)
+    net = wrap_ddp(model, torch.device("cpu"))
+    opt = make_optimizer(model, cfg)
+    bal = make_balancer(cfg, task.num_domains)
+    sparse = isinstance(opt, TableAdam)
+    assert sparse == (cfg.sparse_tables == "true")  # the variants name it: never "auto" here
+    table_grads = {}
+
+    def keep_first_table_grads(*_):  # the averaged gradients the first step applies
+        if not table_grads:
+            params = dict(model.named_parameters())
+            table_grads.update({n: params[n].grad.to_dense().clone() for n in TABLES}, w=bal.weights())
+
+    (opt.tables if sparse else opt).register_step_pre_hook(keep_first_table_grads)
+    samplers = samplers_for(task)
+    spreads, first = [], None
+    for epoch in range(STEPS_CHECKED):
+        for users, items in epoch_batches(samplers, cfg, epoch, rank, WORLD):
+            _, grads = train_step(net, model, bal, opt, users, items, WORLD, loss=cfg.loss, l2=cfg.l2)
+            if first is None:
+                first = {"users": users, "items": items, "grads": grads}
+            state = torch.cat([bal.weights().double(), *[p.detach().double().reshape(-1) for p in model.parameters()]])
+            gathered = [torch.empty_like(state) for _ in range(WORLD)]
+            dist.all_gather(gathered, state)
+            # Bitwise: the balancer's inputs are identical after the all-reduce.
+            spreads.append(float((gathered[0] - gathered[1]).abs().max()))
+    torch.save({"spreads": spreads, "first": first, "weights": bal.weights(), "table_grads": table_grads},
+               f"{out_dir}/rank{rank}.pt")
+
+
+# Every configuration the tests below read: all run by one spawn, the first time one is asked for.
+RUNS = [("gradnorm", "paper"), ("uncertainty", "paper"), ("gradnorm", "gmf"), ("gradnorm", "gmf-sparse")]
 
 
 @pytest.fixture(scope="module")
 def two_rank_runs(tmp_path_factory):
-    """(balancer, variant) -> both ranks' records; each configuration is spawned once per module."""
-    cache: dict[tuple[str, str], list[dict]] = {}
+    """(balancer, variant) -> both ranks' records; every configuration of RUNS in one spawn per module."""
+    dirs = {run: tmp_path_factory.mktemp("-".join(run)) for run in RUNS}
+    mp.spawn(_rank_main, args=(free_port(), [(*run, str(d)) for run, d in dirs.items()]), nprocs=WORLD, join=True)
+    cache = {run: [torch.load(d / f"rank{r}.pt", weights_only=False) for r in range(WORLD)] for run, d in dirs.items()}
 
     def get(balancer: str, variant: str = "paper") -> list[dict]:
-        if (balancer, variant) not in cache:
-            cache[balancer, variant] = _run_two_ranks(balancer, variant, tmp_path_factory.mktemp(balancer))
         return cache[balancer, variant]
 
     return get
 
 
-@pytest.mark.parametrize("balancer, variant", [("gradnorm", "paper"), ("uncertainty", "paper"), ("gradnorm", "gmf"),
-                                               ("gradnorm", "gmf-sparse")])
+@pytest.mark.parametrize("balancer, variant", RUNS)
 def test_two_ranks_hold_bitwise_identical_weights_and_parameters_after_every_step(balancer, variant, two_rank_runs):
     out = two_rank_runs(balancer, variant)
     spreads = out[0]["spreads"]
