@@ -78,3 +78,25 @@ def kill_session(sid: int, timeout: float = 30.0) -> None:
 def ray_cli(*args: str) -> list[str]:
     """argv for the ``ray`` command of this interpreter's environment."""
     return [str(Path(sys.executable).parent / "ray"), *args]
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def elsewhere(base: Path, data_root: Path) -> tuple[Path, dict]:
+    """A working directory that is not the checkout (``base/work/here``), the data root relative
+    to it and an empty download cache (``cache``): the README's commands as typed in another
+    directory, where Ray's workers and Tune's trials must still find the data. (cwd, env)."""
+    cwd = base / "work" / "here"
+    cwd.mkdir(parents=True)
+    env = {**os.environ, "ADC_DATA_ROOT": os.path.relpath(data_root, cwd), "ADC_CACHE_DIR": "cache",
+           # The child must import this checkout even if it is not installed where it runs.
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    assert not Path(env["ADC_DATA_ROOT"]).is_absolute()
+    return cwd, env
+
+
+def nothing_downloaded(cwd: Path) -> None:
+    """The data was read from the data root; the download cache holds split caches only."""
+    assert (cwd / "cache" / "splits").is_dir()
+    assert not (cwd / "cache" / "data").exists(), "the data was looked for in the download cache"

@@ -12,7 +12,6 @@ also checked for being quiet -- our lines, no Ray tracebacks.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -24,23 +23,12 @@ import yaml
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(900)]
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _elsewhere(base: Path, data_root: Path) -> tuple[Path, dict]:
-    """A working directory that is not the checkout, the data root relative to it, an empty cache."""
-    cwd = base / "work" / "here"
-    cwd.mkdir(parents=True)
-    env = {**os.environ, "ADC_DATA_ROOT": os.path.relpath(data_root, cwd), "ADC_CACHE_DIR": "cache",
-           # The child must import this checkout even if it is not installed where it runs.
-           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    assert not Path(env["ADC_DATA_ROOT"]).is_absolute()
-    return cwd, env
+from procs import elsewhere as elsewhere_dir, nothing_downloaded
 
 
 @pytest.fixture
 def elsewhere(tmp_path, data_root):
-    return _elsewhere(tmp_path, data_root)
+    return elsewhere_dir(tmp_path, data_root)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +39,7 @@ def smoke_runs(tmp_path_factory, data_root):
     name -> (cwd, finished process)."""
     runs = {}
     for name, extra in (("rel", ()), ("loud", ("--verbose",))):
-        cwd, env = _elsewhere(tmp_path_factory.mktemp(name), data_root)
+        cwd, env = elsewhere_dir(tmp_path_factory.mktemp(name), data_root)
         runs[name] = cwd, subprocess.Popen(
             [sys.executable, "-m", "adc_dist.train", "--smoke-test", "--epochs", "1", "--name", name, *extra],
             cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -71,14 +59,7 @@ def smoke_runs(tmp_path_factory, data_root):
 def _run(cwd: Path, env: dict, module: str, *argv: str, timeout: int = 600) -> subprocess.CompletedProcess:
     proc = subprocess.run([sys.executable, "-m", module, *argv], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
-    assert proc.returncode == 0, f"{module} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return proc
-
-
-def _nothing_downloaded(cwd: Path) -> None:
-    # The data was read from the data root; the download cache holds split caches only.
-    assert (cwd / "cache" / "splits").is_dir()
-    assert not (cwd / "cache" / "data").exists(), "the data was looked for in the download cache"
+    return _ok(proc)
 
 
 def _ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
@@ -98,7 +79,7 @@ def test_train_with_a_relative_data_root_is_quiet_and_writes_under_the_working_d
     both = out + proc.stderr
     assert "Traceback" not in both and "Started a local Ray instance" not in both, both
     assert len(both.strip().splitlines()) <= 15, both
-    _nothing_downloaded(cwd)
+    nothing_downloaded(cwd)
 
 
 def test_tune_with_a_relative_data_root_and_space(elsewhere):
@@ -115,7 +96,7 @@ def test_tune_with_a_relative_data_root_and_space(elsewhere):
     assert Path(trials["data_root"].iloc[0]).is_absolute()
     assert re.search(r"trials: 100%.*2/2 \[\d\d:\d\d<\d\d:\d\d", proc.stderr), proc.stderr  # the ETA bar
     assert "Traceback" not in proc.stdout + proc.stderr
-    _nothing_downloaded(cwd)
+    nothing_downloaded(cwd)
 
 
 def test_verbose_shows_rays_own_lines(smoke_runs):

@@ -1,10 +1,8 @@
 """python -m adc_dist.compare: bad flags stop with one line; --quick runs end to end."""
 
-import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,8 +10,7 @@ import pytest
 
 from adc_dist.compare.driver import build_parser, settings_from_args
 from adc_dist.errors import AdcError
-
-REPO = Path(__file__).resolve().parents[2]
+from procs import elsewhere, nothing_downloaded
 
 
 def _settings(*argv):
@@ -73,18 +70,13 @@ def test_quick_comparison_writes_every_output(tiny_data_root, tmp_path):
     run from another working directory with a RELATIVE data root, output dir and an empty cache
     (Ray's workers and Tune's trials run elsewhere: adc_dist.inputs.paths must resolve them; this
     was tests/cli/test_relative_paths.py's own compare run, merged here: one comparison, not two)."""
-    cwd = tmp_path / "work" / "here"
-    cwd.mkdir(parents=True)
-    env = {**os.environ, "ADC_DATA_ROOT": os.path.relpath(tiny_data_root, cwd), "ADC_CACHE_DIR": "cache",
-           # The child must import this checkout even if it is not installed where it runs.
-           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    cwd, env = elsewhere(tmp_path, tiny_data_root)
     proc = subprocess.run([sys.executable, "-m", "adc_dist.compare", "--quick", "--tasks", "file:tiny.csv",
                            "--out", "out"], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     assert re.search(r"\d+/\d+ \[\d\d:\d\d<\d\d:\d\d", proc.stderr), proc.stderr  # a bar with an ETA
     assert "Traceback" not in proc.stdout + proc.stderr
-    # The data was read from the relative data root; the cache (relative too) holds split caches only.
-    assert (cwd / "cache" / "splits").is_dir() and not (cwd / "cache" / "data").exists()
+    nothing_downloaded(cwd)  # read from the relative data root; the (relative) cache holds splits only
     out = cwd / "out"
     res = pd.read_parquet(out / "results.parquet")
     main_rows = res[res["study"] == "main"]
