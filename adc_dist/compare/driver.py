@@ -136,6 +136,11 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{platform.node()} ({os.cpu_count()} CPUs); cache {s.work}")
     try:
         c.run()
+    except KeyboardInterrupt:
+        # run_cli prints "interrupted" and exits 130; what finished is in the cache.
+        print(f"compare stopped: {c.computed} unit(s) finished in this run are cached under {s.work}; "
+              "run the same command again to continue", file=sys.stderr, flush=True)
+        raise
     finally:
         import ray
 

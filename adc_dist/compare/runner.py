@@ -176,7 +176,8 @@ class Comparison:
             self.log(f"  tune sweep {name}: {n} trials ({', '.join(f'{k} in {v}' for k, v in search.items())})")
             self.start_ray()
             uri = run_sweep(parse_space(raw, where=f"compare sweep {name}"), [task], name=name,
-                            storage=str(storage), scheduler="fifo", quiet=True, seed=0, bar=not self.s.quiet)
+                            storage=str(storage), scheduler="fifo", quiet=True, seed=0, bar=not self.s.quiet,
+                            interrupt_raises=True)  # Tune swallows Ctrl-C; the comparison must stop
             trials = load_results(uri).trials
             bad = trials[trials["status"] != "ok"]
             if len(bad) or len(trials) != n:

@@ -45,10 +45,12 @@ from adc_dist.tune.search_space import SearchSpace
 def run_sweep(space: str | os.PathLike | SearchSpace | None = None, tasks: str | Sequence[str] | None = None, *,
               quiet: bool = False, ray_init: dict[str, Any] | None = None, flush_every_s: float = 30.0,
               status_every_s: float = 60.0, controller_failure_limit: int | None = None, verbose: bool = False,
-              bar: bool | None = None, **options: Any) -> str:
+              bar: bool | None = None, interrupt_raises: bool = False, **options: Any) -> str:
     """Run (or resume) a sweep and return its results directory (a local path or URI).
 
-    ``bar``: draw the trials' progress bar (default: unless ``quiet``). ``options`` are :func:`plan_sweep`'s keywords (name, storage, resume, extend,
+    ``bar``: draw the trials' progress bar (default: unless ``quiet``). ``interrupt_raises``: a
+    sweep stopped by Ctrl-C raises KeyboardInterrupt instead of printing how to resume it (a
+    caller with its own way to continue, like adc_dist.compare, says that instead). ``options`` are :func:`plan_sweep`'s keywords (name, storage, resume, extend,
     num_samples, scheduler, max_concurrent, time_budget_s, seed, num_workers,
     cpus_per_worker, gpus_per_worker, set_values, ...). ``ray_init``: extra ``ray.init``
     arguments when this call starts Ray (tests: small object store).
@@ -58,14 +60,14 @@ def run_sweep(space: str | os.PathLike | SearchSpace | None = None, tasks: str |
         print(plan.describe(), flush=True)
     run_planned(plan, options, quiet=quiet, ray_init=ray_init, flush_every_s=flush_every_s,
                 status_every_s=status_every_s, controller_failure_limit=controller_failure_limit, verbose=verbose,
-                bar=bar)
+                bar=bar, interrupt_raises=interrupt_raises)
     return plan.results.uri
 
 
 def run_planned(plan: SweepPlan, options: dict[str, Any], *, quiet: bool = False,
                 ray_init: dict[str, Any] | None = None, flush_every_s: float = 30.0, status_every_s: float = 60.0,
                 controller_failure_limit: int | None = None, verbose: bool = False, bar: bool | None = None,
-                raise_input_errors: bool = False) -> int:
+                raise_input_errors: bool = False, interrupt_raises: bool = False) -> int:
     """Run a validated plan; return how many of its trials ended (ok, stopped or error).
 
     Failed trials are recorded (status "error") and the sweep goes on. With
@@ -76,7 +78,8 @@ def run_planned(plan: SweepPlan, options: dict[str, Any], *, quiet: bool = False
         _write_sweep_file(plan, options)
         return _fit(plan, quiet=quiet, ray_init=ray_init or {}, flush_every_s=flush_every_s,
                     status_every_s=status_every_s, controller_failure_limit=controller_failure_limit,
-                    verbose=verbose, bar=not quiet if bar is None else bar, raise_input_errors=raise_input_errors)
+                    verbose=verbose, bar=not quiet if bar is None else bar, raise_input_errors=raise_input_errors,
+                    interrupt_raises=interrupt_raises)
 
 
 def _write_sweep_file(plan: SweepPlan, options: dict[str, Any]) -> None:
@@ -104,7 +107,7 @@ def _write_sweep_file(plan: SweepPlan, options: dict[str, Any]) -> None:
 
 def _fit(plan: SweepPlan, *, quiet: bool, ray_init: dict[str, Any], flush_every_s: float,
          status_every_s: float, controller_failure_limit: int | None, verbose: bool = False,
-         bar: bool = True, raise_input_errors: bool = False) -> int:
+         bar: bool = True, raise_input_errors: bool = False, interrupt_raises: bool = False) -> int:
     """Run the Tuner; return how many trials of this sweep the Parquet holds as ended."""
     import ray
     from ray import tune
@@ -185,6 +188,8 @@ def _fit(plan: SweepPlan, *, quiet: bool, ray_init: dict[str, Any], flush_every_
         print(f"done in {time.time() - t0:.0f}s: {what}; python -m adc_dist.report {plan.results.uri}", flush=True)
     if done < plan.trials and not plan.time_budget_s:
         # Tune returns normally after Ctrl-C (it saved its state first): say how to go on.
+        if interrupt_raises:
+            raise KeyboardInterrupt(f"sweep {plan.name}: {done} of {plan.trials} trials done")
         print(f"the sweep stopped with {done} of {plan.trials} trials done; continue it with: python -m "
               f"adc_dist.tune --name {plan.name} --storage '{_parent_uri(plan)}' --resume", file=sys.stderr, flush=True)
     if raise_input_errors:

@@ -1,8 +1,10 @@
 """python -m adc_dist.compare: bad flags stop with one line; --quick runs end to end."""
 
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -71,8 +73,9 @@ def test_quick_comparison_writes_every_output(tiny_data_root, tmp_path):
     (Ray's workers and Tune's trials run elsewhere: adc_dist.inputs.paths must resolve them; this
     was tests/cli/test_relative_paths.py's own compare run, merged here: one comparison, not two)."""
     cwd, env = elsewhere(tmp_path, tiny_data_root)
-    proc = subprocess.run([sys.executable, "-m", "adc_dist.compare", "--quick", "--tasks", "file:tiny.csv",
-                           "--out", "out"], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    command = [sys.executable, "-m", "adc_dist.compare", "--quick", "--tasks", "file:tiny.csv", "--out", "out"]
+    _interrupted_in_the_first_sweep(command, cwd, env)
+    proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     assert re.search(r"\d+/\d+ \[\d\d:\d\d<\d\d:\d\d", proc.stderr), proc.stderr  # a bar with an ETA
     assert "Traceback" not in proc.stdout + proc.stderr
@@ -117,6 +120,29 @@ def test_quick_comparison_writes_every_output(tiny_data_root, tmp_path):
     for png in ("main_ndcg10.png", "trajectories.png", "balancing.png"):
         assert (out / png).stat().st_size > 10_000
     assert "wrote" in proc.stdout
+    # the rerun continued: the baselines' tuning units of the interrupted run came from the cache
+    assert re.search(r"\(([1-9]\d*) of \d+ work units were read from the cache", md), md[:600]
+
+
+def _interrupted_in_the_first_sweep(command, cwd, env) -> None:
+    """Ctrl-C while the first Ray Tune sweep runs (Tune catches the signal and returns as if
+    the sweep had ended): the comparison stops with status 130 and says how to continue, not
+    with an error about a sweep without results (what it printed before)."""
+    proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline = time.monotonic() + 300
+        # Tune's experiment directory: the sweep's Tuner is running
+        while not list((cwd / "out" / "tmp-work" / "sweeps").glob("*/tune/*")):
+            assert proc.poll() is None and time.monotonic() < deadline, "no sweep started"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        err = proc.communicate(timeout=120)[1]
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-3000:]
+    assert "run the same command again to continue" in err and err.rstrip().endswith("interrupted"), err[-3000:]
+    assert "Traceback" not in err and "error:" not in err, err[-3000:]
 
 
 def test_a_budget_of_one_takes_every_default_without_a_validation_run(tiny_data_root, tmp_path):
