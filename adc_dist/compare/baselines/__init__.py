@@ -67,7 +67,7 @@ def fit_baseline(name: str, task: TaskData, params: dict[str, Any] | None = None
 
 # A budget of 1 takes these instead of a random draw (one random grid point can be a poor
 # one, e.g. BPR-MF at d 32, lr 3e-3). BPR-MF's and CMF's are what the committed budget-3
-# comparison (results/) chose on every one of the six tasks; NeuMF's (and DTCDR's) is the hand-set
+# comparison (results/paper-model-3seeds/) chose on every one of the six tasks; NeuMF's (and DTCDR's) is the hand-set
 # point of docs/model.md.
 DEFAULTS: dict[str, dict[str, Any]] = {
     "bpr_mf": {"d": 128, "lr": 1e-2, "reg": 1e-4},
