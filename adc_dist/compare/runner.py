@@ -140,9 +140,13 @@ class Comparison:
                 pending[remote.remote(fn, kwargs)] = (i, path)
         with bar(len(pending), "units", unit="unit", enabled=not self.s.quiet and bool(pending)) as progress:
             while pending:
-                (ref,), _ = ray.wait(list(pending), num_returns=1)
-                i, path = pending.pop(ref)
-                values[i] = self._store(path, ray.get(ref))
+                # With a timeout, so that Ctrl-C is handled within a second: a blocking
+                # ray.wait holds a pending KeyboardInterrupt until a unit finishes.
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+                if not ready:
+                    continue
+                i, path = pending.pop(ready[0])
+                values[i] = self._store(path, ray.get(ready[0]))
                 progress.update(1)
                 if what:
                     self.log(f"    {what(jobs[i][0], values[i])} ({len(jobs) - len(pending)}/{len(jobs)})")

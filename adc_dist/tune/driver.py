@@ -28,7 +28,9 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -180,7 +182,7 @@ def _fit(plan: SweepPlan, *, quiet: bool, ray_init: dict[str, Any], flush_every_
     # --extend: the sweep's earlier runs are in the Parquet already; count this run's only.
     before = 0 if plan.resume else sum(sweep_status(plan.results.uri, plan.name).values())
     t0 = time.time()
-    grid = tuner.fit()
+    grid = _fit_keeping_sigint(tuner)
     counts = sweep_status(plan.results.uri, plan.name)
     done = sum(counts.values()) - before
     if not quiet:
@@ -195,6 +197,19 @@ def _fit(plan: SweepPlan, *, quiet: bool, ray_init: dict[str, Any], flush_every_
     if raise_input_errors:
         _raise_trial_input_error(grid, plan.results.uri)
     return done
+
+
+def _fit_keeping_sigint(tuner: Any) -> Any:
+    """``tuner.fit()``, then the SIGINT handler of before. Tune installs its own (Ctrl-C ends
+    the run after saving its state) and puts the old one back only when a signal arrives: after
+    a sweep that ended normally, the next Ctrl-C in this process would set an event nobody
+    waits on any more (adc_dist.compare runs sweeps, then more work)."""
+    before = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
+    try:
+        return tuner.fit()
+    finally:
+        if before is not None:
+            signal.signal(signal.SIGINT, before)
 
 
 def _raise_trial_input_error(grid: Any, results_uri: str) -> None:
