@@ -109,13 +109,15 @@ def test_quick_comparison_writes_every_output(tiny_data_root, tmp_path):
     sig = pd.read_parquet(out / "significance.parquet")
     # main: both domains; sparse: the cut domain b only
     assert sig.groupby("comparison").size().to_dict() == {"best other": 2, "tuned static": 2,
-                                                          "sparse: best other": 1, "sparse: BPR-MF": 1}
+                                                          "sparse: best other": 1, "sparse: BPR-MF": 1,
+                                                          "sparse: tuned static": 1}
     assert set(sig.loc[sig["comparison"].str.startswith("sparse"), "domain"]) == {"b"}
     tuning = pd.read_parquet(out / "tuning.parquet")
     assert tuning.groupby("method")["valid_ndcg10"].count().drop("popularity").ge(2).all()  # 2 runs each
     assert tuning.loc[tuning["method"] == "popularity", "valid_ndcg10"].isna().all()  # one candidate: no run
     md = (out / "results.md").read_text()
     assert "## Test NDCG@10" in md and "**" in md and "ADC GradNorm" in md and "Sparse-domain study" in md
+    assert "higher mean test NDCG@10 than ADC static (tuned) in" in md and "of 1 cut domains" in md
     assert ("Cold users" in md) == bool((per_user.loc[per_user["study"] == "main", "train_items"] <= 3).any())
     for png in ("main_ndcg10.png", "trajectories.png", "balancing.png"):
         assert (out / png).stat().st_size > 10_000
