@@ -50,9 +50,10 @@ def run_sweep(space: str | os.PathLike | SearchSpace | None = None, tasks: str |
               bar: bool | None = None, interrupt_raises: bool = False, **options: Any) -> str:
     """Run (or resume) a sweep and return its results directory (a local path or URI).
 
-    ``bar``: draw the trials' progress bar (default: unless ``quiet``). ``interrupt_raises``: a
-    sweep stopped by Ctrl-C raises KeyboardInterrupt instead of printing how to resume it (a
-    caller with its own way to continue, like adc_dist.compare, says that instead). ``options`` are :func:`plan_sweep`'s keywords (name, storage, resume, extend,
+    ``bar``: draw the trials' progress bar (default: unless ``quiet``). ``interrupt_raises``: Ctrl-C
+    raises KeyboardInterrupt out of the sweep at once (Tune's own handler, which saves its state
+    for ``--resume``, is not installed) instead of ending the sweep with a ``--resume`` hint: for a
+    caller with its own way to continue, like adc_dist.compare, which reruns its sweeps. ``options`` are :func:`plan_sweep`'s keywords (name, storage, resume, extend,
     num_samples, scheduler, max_concurrent, time_budget_s, seed, num_workers,
     cpus_per_worker, gpus_per_worker, set_values, ...). ``ray_init``: extra ``ray.init``
     arguments when this call starts Ray (tests: small object store).
@@ -105,6 +106,9 @@ def _write_sweep_file(plan: SweepPlan, options: dict[str, Any]) -> None:
         raw["fixed"].pop(key, None)  # re-applied from args / set on resume
     plan.results.write_bytes(SPACE_FILE, yaml.safe_dump(raw, sort_keys=False).encode())
     plan.results.write_bytes(SWEEP_FILE, json.dumps(sweep, indent=1).encode())
+
+
+NO_TUNE_SIGINT = "TUNE_DISABLE_SIGINT_HANDLER"  # read by Tune when fit() starts
 
 
 def _fit(plan: SweepPlan, *, quiet: bool, ray_init: dict[str, Any], flush_every_s: float,
@@ -182,7 +186,7 @@ def _fit(plan: SweepPlan, *, quiet: bool, ray_init: dict[str, Any], flush_every_
     # --extend: the sweep's earlier runs are in the Parquet already; count this run's only.
     before = 0 if plan.resume else sum(sweep_status(plan.results.uri, plan.name).values())
     t0 = time.time()
-    grid = _fit_keeping_sigint(tuner)
+    grid = _fit_keeping_sigint(tuner, tune_catches=not interrupt_raises)
     counts = sweep_status(plan.results.uri, plan.name)
     done = sum(counts.values()) - before
     if not quiet:
@@ -199,17 +203,25 @@ def _fit(plan: SweepPlan, *, quiet: bool, ray_init: dict[str, Any], flush_every_
     return done
 
 
-def _fit_keeping_sigint(tuner: Any) -> Any:
+def _fit_keeping_sigint(tuner: Any, tune_catches: bool = True) -> Any:
     """``tuner.fit()``, then the SIGINT handler of before. Tune installs its own (Ctrl-C ends
     the run after saving its state) and puts the old one back only when a signal arrives: after
     a sweep that ended normally, the next Ctrl-C in this process would set an event nobody
-    waits on any more (adc_dist.compare runs sweeps, then more work)."""
+    waits on any more (adc_dist.compare runs sweeps, then more work). ``tune_catches=False``:
+    Tune installs none, so Ctrl-C raises KeyboardInterrupt out of ``fit`` at once (a caller that
+    reruns its sweeps from scratch needs no saved Tune state; a Ctrl-C that Tune caught as the
+    last trial ended would be lost)."""
     before = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
+    flag = os.environ.get(NO_TUNE_SIGINT)
+    if not tune_catches:
+        os.environ[NO_TUNE_SIGINT] = "1"
     try:
         return tuner.fit()
     finally:
         if before is not None:
             signal.signal(signal.SIGINT, before)
+        if not tune_catches:
+            os.environ.pop(NO_TUNE_SIGINT) if flag is None else os.environ.__setitem__(NO_TUNE_SIGINT, flag)
 
 
 def _raise_trial_input_error(grid: Any, results_uri: str) -> None:
