@@ -26,7 +26,7 @@ from adc_dist.config import TrainConfig
 from adc_dist.errors import AdcError
 from adc_dist.train.launch import run
 from malicious import write_malicious_checkpoint
-from procs import descendants, free_port
+from procs import descendants, free_port, kill_session
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(420)]
 
@@ -125,7 +125,7 @@ def _torchrun(cfg: TrainConfig) -> subprocess.Popen:
     # One thread per rank, as a one-CPU Ray Train worker has (OMP_NUM_THREADS=1).
     return subprocess.Popen([torchrun, "--nproc-per-node=2", f"--master-port={free_port()}", "-m", "adc_dist.train",
                              "--", *argv], env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
 def test_a_killed_worker_of_a_sharded_run_restarts_from_the_sharded_checkpoint(ray_cluster, tmp_path):
@@ -137,8 +137,8 @@ def test_a_killed_worker_of_a_sharded_run_restarts_from_the_sharded_checkpoint(r
         killed = _run_killing_one_worker(_cfg(tmp_path, "killed", max_failures=2).replace(**sharded))
         out, _ = twin.communicate(timeout=300)
     finally:
-        if twin.poll() is None:
-            twin.kill()
+        if twin.poll() is None:  # the Ray run failed: torchrun and its ranks (its session) go too
+            kill_session(twin.pid)
             twin.wait()
     assert twin.returncode == 0, out[-3000:]
     hist = pd.read_parquet(Path(killed.run_dir) / "history.parquet")
