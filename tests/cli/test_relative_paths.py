@@ -26,25 +26,31 @@ pytestmark = [pytest.mark.ray, pytest.mark.timeout(900)]
 from procs import elsewhere as elsewhere_dir, nothing_downloaded
 
 
-@pytest.fixture
-def elsewhere(tmp_path, data_root):
-    return elsewhere_dir(tmp_path, data_root)
+TINY_SPACE = {"fixed": {"d": 8, "epochs": 2, "batch_size": 4096, "negatives": 1, "topk": [10],
+                        "early_stop_metric": "ndcg@10"},
+              "search": {"gamma": {"grid": [0.0, 1.5]}}, "tune": {"scheduler": "fifo"}}
 
 
 @pytest.fixture(scope="module")
-def smoke_runs(tmp_path_factory, data_root):
-    """The README's smoke test, quiet (``rel``) and ``--verbose`` (``loud``), each from its own
-    working directory: started together, as two users' commands would be, so that their Ray
-    start-ups and fits overlap (run one after the other they cost twice the wall time of one).
-    name -> (cwd, finished process)."""
+def readme_runs(tmp_path_factory, data_root):
+    """The README's smoke test, quiet (``rel``) and ``--verbose`` (``loud``), and a tune sweep with a
+    relative space file (``tune``), each from its own working directory: started together, as three
+    users' commands would be, so that their Ray start-ups and fits overlap (run one after the other
+    they cost about twice the wall time). name -> (cwd, finished process)."""
+    commands = {"rel": ("adc_dist.train", "--smoke-test", "--epochs", "1", "--name", "rel"),
+                "loud": ("adc_dist.train", "--smoke-test", "--epochs", "1", "--name", "loud", "--verbose"),
+                "tune": ("adc_dist.tune", "--space", "spaces/tiny.yaml", "--tasks", "amazon-music-video",
+                         "--set", "epochs=1", "--name", "rel", "--storage", "sw")}
     runs = {}
-    for name, extra in (("rel", ()), ("loud", ("--verbose",))):
-        cwd, env = elsewhere_dir(tmp_path_factory.mktemp(name), data_root)
-        runs[name] = cwd, subprocess.Popen(
-            [sys.executable, "-m", "adc_dist.train", "--smoke-test", "--epochs", "1", "--name", name, *extra],
-            cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    done = {}
     try:
+        for name, (module, *argv) in commands.items():
+            cwd, env = elsewhere_dir(tmp_path_factory.mktemp(name), data_root)
+            if name == "tune":
+                (cwd / "spaces").mkdir()
+                (cwd / "spaces" / "tiny.yaml").write_text(yaml.safe_dump(TINY_SPACE))
+            runs[name] = cwd, subprocess.Popen([sys.executable, "-m", module, *argv], cwd=cwd, env=env,
+                                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        done = {}
         for name, (cwd, proc) in runs.items():
             out, err = proc.communicate(timeout=600)
             done[name] = cwd, subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
@@ -56,19 +62,13 @@ def smoke_runs(tmp_path_factory, data_root):
     return done
 
 
-def _run(cwd: Path, env: dict, module: str, *argv: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", module, *argv], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
-    return _ok(proc)
-
-
 def _ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
     assert proc.returncode == 0, f"{proc.args} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc
 
 
-def test_train_with_a_relative_data_root_is_quiet_and_writes_under_the_working_directory(smoke_runs):
-    cwd, proc = smoke_runs["rel"]
+def test_train_with_a_relative_data_root_is_quiet_and_writes_under_the_working_directory(readme_runs):
+    cwd, proc = readme_runs["rel"]
     out = _ok(proc).stdout
     run_dir = cwd / "runs" / "rel"
     assert f"run dir {run_dir}" in out and f"run directory: {run_dir}" in out
@@ -82,15 +82,9 @@ def test_train_with_a_relative_data_root_is_quiet_and_writes_under_the_working_d
     nothing_downloaded(cwd)
 
 
-def test_tune_with_a_relative_data_root_and_space(elsewhere):
-    cwd, env = elsewhere
-    (cwd / "spaces").mkdir()
-    (cwd / "spaces" / "tiny.yaml").write_text(yaml.safe_dump({
-        "fixed": {"d": 8, "epochs": 2, "batch_size": 4096, "negatives": 1, "topk": [10],
-                  "early_stop_metric": "ndcg@10"},
-        "search": {"gamma": {"grid": [0.0, 1.5]}}, "tune": {"scheduler": "fifo"}}))
-    proc = _run(cwd, env, "adc_dist.tune", "--space", "spaces/tiny.yaml", "--tasks", "amazon-music-video",
-                "--set", "epochs=1", "--name", "rel", "--storage", "sw")
+def test_tune_with_a_relative_data_root_and_space(readme_runs):
+    cwd, proc = readme_runs["tune"]
+    _ok(proc)
     trials = pd.read_parquet(cwd / "sw" / "rel" / "trials.parquet")
     assert len(trials) == 2 and (trials["status"] == "ok").all(), trials[["status", "error"]]
     assert Path(trials["data_root"].iloc[0]).is_absolute()
@@ -99,8 +93,8 @@ def test_tune_with_a_relative_data_root_and_space(elsewhere):
     nothing_downloaded(cwd)
 
 
-def test_verbose_shows_rays_own_lines(smoke_runs):
-    _, proc = smoke_runs["loud"]
+def test_verbose_shows_rays_own_lines(readme_runs):
+    _, proc = readme_runs["loud"]
     _ok(proc)
     both = proc.stdout + proc.stderr
     assert "Started a local Ray instance" in both, both[-3000:]  # Ray's start-up line, hidden by default
