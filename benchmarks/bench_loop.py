@@ -10,7 +10,8 @@ Training steps of the loops are interleaved (blocks of 5 steps of each in turn),
 that changes during the run does not favour one loop.
 
 * ``loop``: the project's in-process loop, i.e. ``epoch_batches`` (device-side sampling)
-  + ``train_step`` (GradNorm, one all-reduce) as ``adc_dist.train.loop.fit`` runs them;
+  + ``train_step`` (GradNorm, one all-reduce) with the run's optimizer (``make_optimizer``),
+  as ``adc_dist.train.loop.fit`` runs them;
 * ``bare``: a hand-written reference loop of the same shape and batch: the same
   embedding tables and MLP (concatenated [p; q], no factorisation), BCE, plain summed
   losses, Adam, batches drawn with ``torch.randint`` (no exclusion, no balancer);
@@ -51,6 +52,7 @@ from adc_dist.data.torch_sampler import samplers_for
 from adc_dist.model.network import ADC, hidden_widths
 from adc_dist.train.evaluate import evaluate
 from adc_dist.train.loop import epoch_batches, prepare_task, train_step
+from adc_dist.train.optim import make_optimizer
 
 
 def _sync(device: torch.device) -> None:
@@ -138,7 +140,7 @@ def project_step(task, cfg: TrainConfig, device: torch.device, autocast):
     """One step of the project's loop, batches included, as a function."""
     torch.manual_seed(0)
     model = ADC.from_config(cfg, task.n_users, task.n_items).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt = make_optimizer(model, cfg)  # the run's optimizer (fused Adam on dense tables)
     balancer = make_balancer(cfg, task.num_domains).to(device)
     samplers = samplers_for(task, device)
     state = {"it": iter(()), "epoch": 0}
