@@ -3,6 +3,7 @@
     python benchmarks/bench_loop.py                   # amazon-book-music, CPU, the issue-14 targets
     python benchmarks/bench_loop.py --task synthetic:100000x2 --steps 30
     python benchmarks/bench_loop.py --gpu [--bf16]    # on a GPU machine
+    python benchmarks/bench_loop.py --steps 20 --loops-only --batches 1024 --profile 25   # where a step's time goes
 
 Everything is measured side by side in one run (a loaded box slows every column alike):
 
@@ -157,6 +158,32 @@ def project_step(task, cfg: TrainConfig, device: torch.device, autocast):
     return step
 
 
+def op_profile(fns: dict, rows: int, rounds: int = 5, steps: int = 3) -> None:
+    """Per-op self time of each step function (torch.profiler, shapes kept), the minimum over
+    ``rounds`` rounds of ``steps`` steps (a loaded box inflates single rounds), and the
+    process CPU time per step: where the loop spends time that the bare loop does not."""
+    from collections import defaultdict
+
+    from torch.profiler import ProfilerActivity, profile
+
+    for name, fn in fns.items():
+        best, calls, cpu = defaultdict(lambda: float("inf")), {}, []
+        for _ in range(rounds):
+            with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+                c0 = time.process_time()
+                for _ in range(steps):
+                    fn()
+                cpu.append((time.process_time() - c0) / steps)
+            for e in prof.key_averages(group_by_input_shape=True):
+                key = (e.key, str(e.input_shapes))
+                best[key] = min(best[key], e.self_cpu_time_total / steps / 1e3)
+                calls[key] = e.count // steps
+        print(f"\n{name}: CPU {1000 * min(cpu):.1f} ms/step (min of {rounds} rounds; profiler on), "
+              f"per-op self time (ms/step, min over rounds), top {rows}:")
+        for (op, shapes), ms in sorted(best.items(), key=lambda kv: -kv[1])[:rows]:
+            print(f"  {ms:7.2f}  {calls[(op, shapes)]:3d}x  {op[:34]:34s} {shapes[:80]}")
+
+
 def gpu_profile(step, steps: int, device: torch.device) -> tuple[float, float]:
     """(host share of the step time, peak GPU GiB) over ``steps`` steps on a GPU.
 
@@ -219,6 +246,8 @@ def main() -> None:
     ap.add_argument("--bf16", action="store_true", help="also the bf16 autocast loops (GPU)")
     ap.add_argument("--sparse", action="store_true", help="also the bare loop with sparse rows + SparseAdam")
     ap.add_argument("--loops-only", action="store_true", help="skip batch building and evaluation")
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="also print the N most expensive ops of each loop's step at the default batch")
     args = ap.parse_args()
     device = torch.device("cuda" if args.gpu else "cpu")
     # The paper's shape (MLP over [p; q], BCE): the shape the bare reference loop writes by hand.
@@ -252,6 +281,8 @@ def main() -> None:
                 host, peak = gpu_profile(loop, min(args.steps, 20), device)
                 print(f"{'':<28} host share of the step {100 * host:.1f} % (target <= 5 %), "
                       f"peak GPU memory {peak:.2f} GiB")
+            if args.profile and batch == base.batch_size and tag == "fp32":
+                op_profile({"in-process loop": loop, "bare loop": fns[1]}, args.profile)
             if batch == base.batch_size and tag == "fp32":
                 steps_per_epoch = max(-(-len(tr) // batch) for tr in task.train)
                 epoch_s = sec / args.steps * steps_per_epoch

@@ -232,8 +232,10 @@ class ADC(nn.Module):
         logits = []
         for k, it in enumerate(items):
             x = out[k]
-            if self.has_gmf:  # p . q for every candidate: one batched matmul
-                g = torch.bmm(qs[k], pus[k].unsqueeze(-1)).squeeze(-1)
+            if self.has_gmf:  # p . q for every candidate
+                # vecdot (multiply, sum over d), not bmm: a batched matrix-vector product
+                # ran forward and backward ~2x slower on CPU (docs/performance.md).
+                g = torch.linalg.vecdot(qs[k], pus[k].unsqueeze(1))
                 x = g if x is None else x + g
             if self.item_bias is not None:
                 x = x + self.item_bias[k][it]

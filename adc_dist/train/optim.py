@@ -147,13 +147,12 @@ class TableAdam:
 def dense_adam(params, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
     """``torch.optim.Adam`` with ``fused=True``: one kernel per step over all parameters.
 
-    Why: the default (for-loop) Adam runs about seven elementwise passes and two temporary
-    tensors per parameter; with dense tables that is every row of every table each step,
-    6.5 ms of a 45 ms step at the paper shape (batch 1,024, one thread), 2.2 ms fused
-    (docs/performance.md, "Batches on the device"). Fused Adam is the same update rounded
-    differently (within 1-2 float32 ulps per step; tests/train/test_optim.py), on CPU
-    and GPU alike. A checkpoint keeps its optimizer's setting: a run resumed from a
-    checkpoint written before this change continues unfused.
+    Why: the default (for-loop) Adam runs about seven elementwise passes and allocates two
+    temporary tensors per parameter; with dense tables that is every row of every table,
+    each step, and the largest share of a step after the matmuls (docs/performance.md,
+    "Batches on the device"). Fused Adam is the same update in one pass, rounded
+    differently (tests/train/test_optim.py), on CPU and GPU alike. A checkpoint keeps its
+    optimizer's setting: a run resumed from one written before fused Adam continues unfused.
     """
     return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
 
