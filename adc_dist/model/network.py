@@ -251,20 +251,13 @@ class ADC(nn.Module):
         # The first layer factorises here too: W_1u p_u once per user (not once per
         # candidate) plus W_1i q_i per candidate, about 40 % fewer FLOPs than on [p; q].
         first, d, w1 = self.layers[0], self.d, self.layers[0].out_features
-        if len({q.shape[1] for q in qs}) == 1:
-            # Training (every domain has 1 + rho candidates): the domains stacked, so each
-            # half of the first layer is one matmul, forward and backward, not K; the ReLU
-            # runs in place on the sum (its backward reads its output only). Two [N, w_1]
-            # buffers per step where there were four (docs/performance.md). No in-place op
-            # on a view: autograd would copy the whole gradient back through it.
-            a = F.linear(_cat(pus), first.weight[:, :d])  # [sum_k B_k, w_1]
-            b = F.linear(_cat(qs).view(-1, d), first.weight[:, d:], first.bias)  # [N, w_1]
-            h = b.view(a.shape[0], -1, w1) + a.unsqueeze(1)  # [sum_k B_k, C, w_1]
-        else:  # different candidate counts per domain (a caller's own batches)
-            h = torch.cat([(F.linear(p, first.weight[:, :d]).unsqueeze(1)
-                            + F.linear(q, first.weight[:, d:], first.bias)).reshape(-1, w1)
-                           for p, q in zip(pus, qs)])
-        z = self.dropout(F.relu_(h)).view(-1, w1)  # [N = sum_k B_k C_k, w_1]
+        # Per domain, then one concatenation that the ReLU overwrites in place (its backward
+        # reads its output only): one [N, w_1] buffer fewer per step. Stacking the domains
+        # first, for one matmul per half, measured slower (docs/performance.md).
+        h = torch.cat([(F.linear(p, first.weight[:, :d]).unsqueeze(1)  # [B_k, 1, w_1]
+                        + F.linear(q, first.weight[:, d:], first.bias)).reshape(-1, w1)  # [B_k C_k, w_1]
+                       for p, q in zip(pus, qs)])
+        z = self.dropout(F.relu_(h))  # [N = sum_k B_k C_k, w_1]
         io = None
         for i, lin in enumerate(self.layers[1:], start=2):
             last = i == len(self.layers)
@@ -356,11 +349,6 @@ class ADC(nn.Module):
             if self.item_bias is not None:
                 out.add_(cast(self.item_bias[k]))
             return out
-
-
-def _cat(parts: Sequence[Tensor]) -> Tensor:
-    """torch.cat along dim 0, without the copy for a single part."""
-    return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def domain_losses(logits: Sequence[Tensor], loss: str = "bce") -> Tensor:
