@@ -37,7 +37,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
 import platform
-import resource
 import time
 from contextlib import nullcontext
 
@@ -161,28 +160,25 @@ def project_step(task, cfg: TrainConfig, device: torch.device, autocast):
 
 def op_profile(fns: dict, rows: int, rounds: int = 5, steps: int = 3) -> None:
     """Per-op self time of each step function (torch.profiler, shapes kept), the minimum over
-    ``rounds`` rounds of ``steps`` steps (a loaded box inflates single rounds), the process
-    CPU time and minor page faults per step: where the loop spends time that the bare loop
-    does not."""
+    ``rounds`` rounds of ``steps`` steps (a loaded box inflates single rounds), and the
+    process CPU time per step: where the loop spends time that the bare loop does not."""
     from collections import defaultdict
 
     from torch.profiler import ProfilerActivity, profile
 
     for name, fn in fns.items():
-        best, calls, cpu, faults = defaultdict(lambda: float("inf")), {}, [], []
+        best, calls, cpu = defaultdict(lambda: float("inf")), {}, []
         for _ in range(rounds):
             with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
-                c0, f0 = time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+                c0 = time.process_time()
                 for _ in range(steps):
                     fn()
                 cpu.append((time.process_time() - c0) / steps)
-                faults.append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / steps)
             for e in prof.key_averages(group_by_input_shape=True):
                 key = (e.key, str(e.input_shapes))
                 best[key] = min(best[key], e.self_cpu_time_total / steps / 1e3)
                 calls[key] = e.count // steps
         print(f"\n{name}: CPU {1000 * min(cpu):.1f} ms/step (min of {rounds} rounds; profiler on), "
-              f"{sorted(faults)[rounds // 2]:.0f} minor page faults/step (median); "
               f"per-op self time (ms/step, min over rounds), top {rows}:")
         for (op, shapes), ms in sorted(best.items(), key=lambda kv: -kv[1])[:rows]:
             print(f"  {ms:7.2f}  {calls[(op, shapes)]:3d}x  {op[:34]:34s} {shapes[:80]}")
