@@ -2,7 +2,7 @@
 
 GradNorm already forms g_k = dL_k/dW for the last shared layer W (adc_dist.model.shared_grads)
 before the network's backward, and that backward's gradient of W is sum_k w_k g_k: the same
-[w_L x N] @ [N x w_{L-1}] product again, about 6 % of a step at the paper shape. The loop puts
+[w_L x N] @ [N x w_{L-1}] product again (docs/performance.md, "Batches on the device"). The loop puts
 sum_k w_k g_k (this rank's g_k: DDP then averages it across ranks as it would its own) into
 ``holder.given_weight_grad``; the backward of :func:`linear` returns it as W's gradient and
 computes only the input's and the bias's. Without a given gradient it is ``F.linear``'s

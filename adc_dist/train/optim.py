@@ -1,18 +1,18 @@
 """The optimizer of a run, and how DDP wraps the model for it.
 
 Dense tables (``sparse_tables`` false, or auto on small tables): one ``torch.optim.Adam``
-(fused: :func:`dense_adam`) over every parameter (dense gradients, averaged by DDP). Each step then reads and writes
-every row of every embedding table, touched or not, and DDP all-reduces the whole tables:
-a step costs O(users + items), which made time per scored pair grow 120x from 10^4 to 10^6
-users (docs/performance.md).
+(fused: :func:`dense_adam`) over every parameter (dense gradients, averaged by DDP). Each
+step then reads and writes every row of every embedding table, touched or not, and DDP
+all-reduces the whole tables: a step costs O(users + items), which made time per scored pair
+grow 120x from 10^4 to 10^6 users (docs/performance.md).
 
 Sparse tables (true, or auto from ``config.AUTO_SPARSE_ROWS`` rows on; ADC built with
 ``sparse=True``, its tables adc_dist.model.row_tables.RowTable): a step gathers each table's
 unique rows once (``row_tables.step_rows``), so the tables' gradients are the batch's rows,
 one per row; :class:`TableAdam` updates them with :class:`LazyAdam` (Adam's update, bias
 correction and eps included, on the touched rows only: the moments of a row move only in
-steps that touch it) and everything else with fused ``torch.optim.Adam``. DDP is told to leave
-the tables alone (:func:`wrap_ddp`) and the loop averages their rows across ranks with one
+steps that touch it) and everything else with fused ``torch.optim.Adam``. DDP is told to
+leave the tables alone (:func:`wrap_ddp`) and the loop averages their rows across ranks with one
 all_gather (adc_dist.train.sparse_rows.all_reduce_sparse_grads): that works on NCCL, whose
 process group has no sparse all-reduce, as well as on gloo. A step costs O(batch).
 
