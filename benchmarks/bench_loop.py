@@ -3,6 +3,7 @@
     python benchmarks/bench_loop.py                   # amazon-book-music, CPU, the issue-14 targets
     python benchmarks/bench_loop.py --task synthetic:100000x2 --steps 30
     python benchmarks/bench_loop.py --gpu [--bf16]    # on a GPU machine
+    python benchmarks/bench_loop.py --steps 20 --loops-only --batches 1024 --profile 25   # where a step's time goes
 
 Everything is measured side by side in one run (a loaded box slows every column alike):
 
@@ -10,7 +11,8 @@ Training steps of the loops are interleaved (blocks of 5 steps of each in turn),
 that changes during the run does not favour one loop.
 
 * ``loop``: the project's in-process loop, i.e. ``epoch_batches`` (device-side sampling)
-  + ``train_step`` (GradNorm, one all-reduce) as ``adc_dist.train.loop.fit`` runs them;
+  + ``train_step`` (GradNorm, one all-reduce) with the run's optimizer (``make_optimizer``),
+  as ``adc_dist.train.loop.fit`` runs them;
 * ``bare``: a hand-written reference loop of the same shape and batch: the same
   embedding tables and MLP (concatenated [p; q], no factorisation), BCE, plain summed
   losses, Adam, batches drawn with ``torch.randint`` (no exclusion, no balancer);
@@ -51,6 +53,7 @@ from adc_dist.data.torch_sampler import samplers_for
 from adc_dist.model.network import ADC, hidden_widths
 from adc_dist.train.evaluate import evaluate
 from adc_dist.train.loop import epoch_batches, prepare_task, train_step
+from adc_dist.train.optim import make_optimizer
 
 
 def _sync(device: torch.device) -> None:
@@ -138,7 +141,7 @@ def project_step(task, cfg: TrainConfig, device: torch.device, autocast):
     """One step of the project's loop, batches included, as a function."""
     torch.manual_seed(0)
     model = ADC.from_config(cfg, task.n_users, task.n_items).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt = make_optimizer(model, cfg)  # the run's optimizer (fused Adam on dense tables)
     balancer = make_balancer(cfg, task.num_domains).to(device)
     samplers = samplers_for(task, device)
     state = {"it": iter(()), "epoch": 0}
@@ -153,6 +156,32 @@ def project_step(task, cfg: TrainConfig, device: torch.device, autocast):
         train_step(model, model, balancer, opt, users, items, 1, autocast(), loss=cfg.loss, l2=cfg.l2)
 
     return step
+
+
+def op_profile(fns: dict, rows: int, rounds: int = 5, steps: int = 3) -> None:
+    """Per-op self time of each step function (torch.profiler, shapes kept), the minimum over
+    ``rounds`` rounds of ``steps`` steps (a loaded box inflates single rounds), and the
+    process CPU time per step: where the loop spends time that the bare loop does not."""
+    from collections import defaultdict
+
+    from torch.profiler import ProfilerActivity, profile
+
+    for name, fn in fns.items():
+        best, calls, cpu = defaultdict(lambda: float("inf")), {}, []
+        for _ in range(rounds):
+            with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+                c0 = time.process_time()
+                for _ in range(steps):
+                    fn()
+                cpu.append((time.process_time() - c0) / steps)
+            for e in prof.key_averages(group_by_input_shape=True):
+                key = (e.key, str(e.input_shapes))
+                best[key] = min(best[key], e.self_cpu_time_total / steps / 1e3)
+                calls[key] = e.count // steps
+        print(f"\n{name}: CPU {1000 * min(cpu):.1f} ms/step (min of {rounds} rounds; profiler on), "
+              f"per-op self time (ms/step, min over rounds), top {rows}:")
+        for (op, shapes), ms in sorted(best.items(), key=lambda kv: -kv[1])[:rows]:
+            print(f"  {ms:7.2f}  {calls[(op, shapes)]:3d}x  {op[:34]:34s} {shapes[:80]}")
 
 
 def gpu_profile(step, steps: int, device: torch.device) -> tuple[float, float]:
@@ -217,6 +246,8 @@ def main() -> None:
     ap.add_argument("--bf16", action="store_true", help="also the bf16 autocast loops (GPU)")
     ap.add_argument("--sparse", action="store_true", help="also the bare loop with sparse rows + SparseAdam")
     ap.add_argument("--loops-only", action="store_true", help="skip batch building and evaluation")
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="also print the N most expensive ops of each loop's step at the default batch")
     args = ap.parse_args()
     device = torch.device("cuda" if args.gpu else "cpu")
     # The paper's shape (MLP over [p; q], BCE): the shape the bare reference loop writes by hand.
@@ -250,6 +281,8 @@ def main() -> None:
                 host, peak = gpu_profile(loop, min(args.steps, 20), device)
                 print(f"{'':<28} host share of the step {100 * host:.1f} % (target <= 5 %), "
                       f"peak GPU memory {peak:.2f} GiB")
+            if args.profile and batch == base.batch_size and tag == "fp32":
+                op_profile({"in-process loop": loop, "bare loop": fns[1]}, args.profile)
             if batch == base.batch_size and tag == "fp32":
                 steps_per_epoch = max(-(-len(tr) // batch) for tr in task.train)
                 epoch_s = sec / args.steps * steps_per_epoch

@@ -39,6 +39,7 @@ from torch import Tensor, nn
 
 from adc_dist.config import INTERACTIONS, LOSSES, USER_REPRS
 from adc_dist.errors import AdcError
+from adc_dist.model import given_grad
 from adc_dist.model.pair_scorer import default_chunk_pairs, default_threads, score_pairs
 from adc_dist.model.row_tables import RowTable
 
@@ -139,6 +140,10 @@ class ADC(nn.Module):
         self.layers = nn.ModuleList(nn.Linear(i, o) for i, o in zip(ins, widths))
         self.heads = nn.ModuleList(nn.Linear(widths[-1], 1) for _ in n_items) if self.has_mlp else nn.ModuleList()
         self.dropout = nn.Dropout(dropout)
+        # W_L's gradient for the next backward, when the training step already has it
+        # (sum_k w_k g_k from GradNorm's g_k; adc_dist.model.given_grad). Not state: None
+        # outside a step.
+        self.given_weight_grad: Tensor | None = None
 
         # Embeddings: small normal (NCF's choice), or zero for S_k and Q_k (zero_init_tables);
         # layers: Xavier with zero bias, so the initial logits are near 0 and every domain
@@ -223,12 +228,14 @@ class ADC(nn.Module):
         rows = [self.user_emb(u) for u in users]
         pus = [self._user_vecs(r, u, k) for k, (r, u) in enumerate(zip(rows, users))]
         qs = [self.item_embs[k](it) for k, it in enumerate(items)]  # [B_k, C_k, d]
-        out, io = self._mlp_logits(pus, qs) if self.has_mlp else ([None] * len(items), None)
+        out, io = self._mlp_logits(pus, qs, last_layer_io) if self.has_mlp else ([None] * len(items), None)
         logits = []
         for k, it in enumerate(items):
             x = out[k]
-            if self.has_gmf:  # p . q for every candidate: one batched matmul
-                g = torch.bmm(qs[k], pus[k].unsqueeze(-1)).squeeze(-1)
+            if self.has_gmf:  # p . q for every candidate
+                # vecdot (multiply, sum over d), not bmm: a batched matrix-vector product
+                # ran forward and backward ~2x slower on CPU (docs/performance.md).
+                g = torch.linalg.vecdot(qs[k], pus[k].unsqueeze(1))
                 x = g if x is None else x + g
             if self.item_bias is not None:
                 x = x + self.item_bias[k][it]
@@ -237,29 +244,31 @@ class ADC(nn.Module):
             return logits
         return logits, (io if self.has_mlp else (rows, list(users)))
 
-    def _mlp_logits(self, pus: list[Tensor], qs: list[Tensor]) -> tuple[list[Tensor], tuple | None]:
-        """h_k . MLP([p; q]) + c_k per domain, and the last shared layer's (input, pre-activation)."""
+    def _mlp_logits(self, pus: list[Tensor], qs: list[Tensor], tap: bool = False) -> tuple[list[Tensor], tuple | None]:
+        """h_k . MLP([p; q]) + c_k per domain, and the last shared layer's (input, pre-activation).
+        ``tap``: the last shared layer takes W's gradient from ``given_weight_grad`` when the
+        training step sets it (adc_dist.model.given_grad)."""
         # The first layer factorises here too: W_1u p_u once per user (not once per
         # candidate) plus W_1i q_i per candidate, about 40 % fewer FLOPs than on [p; q].
-        first, d = self.layers[0], self.d
-        h = []
-        for p, q in zip(pus, qs):
-            a = F.linear(p, first.weight[:, :d])  # [B_k, w_1]
-            b = F.linear(q, first.weight[:, d:], first.bias)  # [B_k, C_k, w_1]
-            h.append((a.unsqueeze(1) + b).reshape(-1, first.out_features))
-        z = self.dropout(F.relu(torch.cat(h, dim=0)))  # [sum_k B_k C_k, w_1]
+        first, d, w1 = self.layers[0], self.d, self.layers[0].out_features
+        # Per domain, then one concatenation that the ReLU overwrites in place (its backward
+        # reads its output only): one [N, w_1] buffer fewer per step. Stacking the domains
+        # first, for one matmul per half, measured slower (docs/performance.md).
+        h = torch.cat([(F.linear(p, first.weight[:, :d]).unsqueeze(1)  # [B_k, 1, w_1]
+                        + F.linear(q, first.weight[:, d:], first.bias)).reshape(-1, w1)  # [B_k C_k, w_1]
+                       for p, q in zip(pus, qs)])
+        z = self.dropout(F.relu_(h))  # [N = sum_k B_k C_k, w_1]
         io = None
         for i, lin in enumerate(self.layers[1:], start=2):
-            pre = lin(z)
-            if i == len(self.layers):
-                io = (z, pre)
+            last = i == len(self.layers)
+            pre = given_grad.linear(z, lin.weight, lin.bias, self) if tap and last else lin(z)
+            if last:
+                io = (z, pre)  # GradNorm differentiates at pre: no in-place op on it
             z = self.dropout(F.relu(pre))
-        out, start = [], 0
-        for k, q in enumerate(qs):
-            n = q.shape[0] * q.shape[1]
-            out.append(self.heads[k](z[start:start + n]).reshape(q.shape[:2]))
-            start += n
-        return out, io
+        # split, not slices: the backward of a slice fills an [N, w_L] zero tensor per
+        # domain and adds them up; split's concatenates the K pieces once.
+        parts = z.split([q.shape[0] * q.shape[1] for q in qs])
+        return [self.heads[k](zk).reshape(q.shape[:2]) for k, (zk, q) in enumerate(zip(parts, qs))], io
 
     def embedding_sq_norms(self, users: Sequence[Tensor], items: Sequence[Tensor]) -> Tensor:
         """Per domain, the L2 term of the batch's embeddings: [K].

@@ -13,7 +13,9 @@ Train's ``TorchTrainer`` (which sets up the process group before calling it). On
      (for ``gmf`` W is the user table P and g_k is the batch's rows of it: those are
      summed across ranks by an all_gather instead, adc_dist.train.sparse_rows);
   5. the ordinary DDP backward of sum_k w_k L_k (DDP averages the network gradients;
-     with ``sparse_tables`` the tables' row gradients are averaged by one all_gather).
+     with ``sparse_tables`` the tables' row gradients are averaged by one all_gather);
+     with an MLP, W_L's gradient sum_k w_k g_k is handed to the backward from step 3's
+     g_k instead of being formed again (adc_dist.model.given_grad).
 
 Single process:  python -m adc_dist.train --local (or from adc_dist.train.loop import fit)
 Many processes:  torchrun --nproc-per-node=2 -m adc_dist.train -- --local  (see adc_dist.train)
@@ -126,7 +128,7 @@ def train_step(net: torch.nn.Module, model: ADC, balancer: torch.nn.Module, opt:
         losses = domain_losses([x.float() for x in logits], loss)  # [K]
         if l2:
             losses = losses + l2 * model.embedding_sq_norms(users, items)
-    rows = None
+    rows = grads = None
     if balancer.needs_grads and tap and not model.has_mlp and shared_grads is shared_layer_grads:
         # gmf: g_k lives on the batch's rows of P; O(batch), never an [n_users, d] table.
         rows = [coalesce_rows(u, g) for u, g in shared_row_grads(model, losses, io, l2)]
@@ -152,8 +154,15 @@ def train_step(net: torch.nn.Module, model: ADC, balancer: torch.nn.Module, opt:
         balancer.update(mean_losses, mean_grads)
 
     w = balancer.weights().to(losses.dtype)
+    if grads is not None and tap and model.has_mlp:
+        # The backward's gradient of W_L is sum_k w_k g_k: hand over this rank's (DDP
+        # averages it like any gradient) instead of forming it again (model/given_grad.py).
+        model.given_weight_grad = (w[:, None] * grads).sum(0).view_as(model.shared_weight)
     opt.zero_grad(set_to_none=True)
-    (w * losses).sum().backward()  # through DDP: averages the network gradients
+    try:
+        (w * losses).sum().backward()  # through DDP: averages the network gradients
+    finally:
+        model.given_weight_grad = None
     if world > 1:
         all_reduce_sparse_grads(sparse_table_params(model), world)  # the tables DDP leaves alone
     opt.step()

@@ -1,18 +1,18 @@
 """The optimizer of a run, and how DDP wraps the model for it.
 
 Dense tables (``sparse_tables`` false, or auto on small tables): one ``torch.optim.Adam``
-over every parameter (dense gradients, averaged by DDP). Each step then reads and writes
-every row of every embedding table, touched or not, and DDP all-reduces the whole tables:
-a step costs O(users + items), which made time per scored pair grow 120x from 10^4 to 10^6
-users (docs/performance.md).
+(fused: :func:`dense_adam`) over every parameter (dense gradients, averaged by DDP). Each
+step then reads and writes every row of every embedding table, touched or not, and DDP
+all-reduces the whole tables: a step costs O(users + items), which made time per scored pair
+grow 120x from 10^4 to 10^6 users (docs/performance.md).
 
 Sparse tables (true, or auto from ``config.AUTO_SPARSE_ROWS`` rows on; ADC built with
 ``sparse=True``, its tables adc_dist.model.row_tables.RowTable): a step gathers each table's
 unique rows once (``row_tables.step_rows``), so the tables' gradients are the batch's rows,
 one per row; :class:`TableAdam` updates them with :class:`LazyAdam` (Adam's update, bias
 correction and eps included, on the touched rows only: the moments of a row move only in
-steps that touch it) and everything else with ``torch.optim.Adam``. DDP is told to leave
-the tables alone (:func:`wrap_ddp`) and the loop averages their rows across ranks with one
+steps that touch it) and everything else with fused ``torch.optim.Adam``. DDP is told to
+leave the tables alone (:func:`wrap_ddp`) and the loop averages their rows across ranks with one
 all_gather (adc_dist.train.sparse_rows.all_reduce_sparse_grads): that works on NCCL, whose
 process group has no sparse all-reduce, as well as on gloo. A step costs O(batch).
 
@@ -114,7 +114,7 @@ class TableAdam:
         ids = {id(p) for p in tables}
         dense = [p for p in model.parameters() if id(p) not in ids]
         self.tables = LazyAdam(tables, lr=lr)
-        self.dense = torch.optim.Adam(dense, lr=lr) if dense else None
+        self.dense = dense_adam(dense, lr) if dense else None
 
     @property
     def optimizers(self) -> list[torch.optim.Optimizer]:
@@ -144,11 +144,24 @@ class TableAdam:
             self.dense.load_state_dict(state["dense"])
 
 
+def dense_adam(params, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
+    """``torch.optim.Adam`` with ``fused=True``: one kernel per step over all parameters.
+
+    Why: the default (for-loop) Adam runs about seven elementwise passes and allocates two
+    temporary tensors per parameter; with dense tables that is every row of every table,
+    each step, and the largest share of a step after the matmuls (docs/performance.md,
+    "Batches on the device"). Fused Adam is the same update in one pass, rounded
+    differently (tests/train/test_optim.py), on CPU and GPU alike. A checkpoint keeps its
+    optimizer's setting: a run resumed from one written before fused Adam continues unfused.
+    """
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
+
+
 def make_optimizer(model: ADC, cfg: TrainConfig) -> torch.optim.Optimizer | TableAdam:
-    """The run's optimizer: :class:`TableAdam` if the model has sparse tables, else Adam."""
+    """The run's optimizer: :class:`TableAdam` if the model has sparse tables, else fused Adam."""
     if sparse_table_names(model):
         return TableAdam(model, cfg.lr)  # weight_decay is 0: "true" refuses it, "auto" stays dense
-    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return dense_adam(model.parameters(), cfg.lr, cfg.weight_decay)
 
 
 def wrap_ddp(model: torch.nn.Module, device: torch.device) -> DDP:

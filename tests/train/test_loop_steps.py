@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from adc_dist.config import TrainConfig
+from adc_dist.config import TrainConfig, from_mapping
 from adc_dist.data.torch_sampler import samplers_for
 from adc_dist.train.loop import epoch_batches, shared_layer_grads
 from adc_dist.model.network import ADC, domain_losses
@@ -51,3 +51,37 @@ def test_an_epoch_is_one_pass_over_every_domain_with_the_same_steps_on_every_ran
     for k in range(2):
         assert len({tuple(len(step[0][k]) for step in r) for r in ranks}) == 1  # equal batch sizes: mean of means
         assert set(_positives([step for r in ranks for step in r], k)) == set(truth[k])
+
+
+def test_a_gradnorm_step_hands_over_w_l_and_every_gradient_is_autograds_of_the_weighted_loss():
+    # train_step forms W_L's gradient from GradNorm's g_k (sum_k w_k g_k) instead of the
+    # backward's matmul; every parameter's gradient must still be what autograd gives for
+    # sum_k w_k L_k with the weights of the step.
+    import copy
+
+    from adc_dist.balancing import make_balancer
+    from adc_dist.train.loop import train_step
+
+    task = make_task(seed=4)
+    cfg = from_mapping({"preset": "paper", "batch_size": 300})
+    torch.manual_seed(0)
+    model = ADC(task.n_users, task.n_items, 16, [16, 8])
+    ref = copy.deepcopy(model)
+    bal = make_balancer(cfg, 2)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    seen = {}
+    opt.register_step_pre_hook(lambda *_: seen.update({n: p.grad.clone() for n, p in model.named_parameters()}))
+    (users, items), = list(epoch_batches(samplers_for(task), cfg, 0, 0, 1))[:1]
+    train_step(model, model, bal, opt, users, items, 1)  # the first step starts at w = 1
+    ref.load_state_dict(model.state_dict())  # the parameters the second step differentiates at
+    _, grads = train_step(model, model, bal, opt, users, items, 1)
+    w = bal.weights()
+    assert bal.needs_grads and not torch.equal(w, torch.ones(2))
+    # W_L's gradient is the handed-over one, bitwise: the backward did not form it again
+    assert torch.equal(seen["layers.1.weight"], (w[:, None] * grads).sum(0).view_as(model.shared_weight))
+    assert model.given_weight_grad is None  # nothing left over for a later backward
+    losses = domain_losses(ref(users, items))
+    (w * losses).sum().backward()
+    for n, p in ref.named_parameters():
+        torch.testing.assert_close(seen[n], p.grad, rtol=1e-5, atol=1e-7, msg=n)
+    assert seen["layers.1.weight"].abs().max() > 1e-4
