@@ -149,6 +149,7 @@ def _fit(plan: SweepPlan, *, quiet: bool, ray_init: dict[str, Any], flush_every_
     trainable = tune.with_resources(tune.with_parameters(run_trial, settings=settings), plan.resources)
     exp_path = tune_root.path(plan.experiment)
 
+    trial_bar = None  # a restored Tuner brings its own callbacks
     if plan.resume:
         if not tune.Tuner.can_restore(exp_path, storage_filesystem=tune_root.fs):
             raise AdcError(f"--resume: sweep {plan.name} has no Tune experiment state at {tune_root.uri}/"
@@ -161,6 +162,7 @@ def _fit(plan: SweepPlan, *, quiet: bool, ray_init: dict[str, Any], flush_every_
                     *(plan.space.search["epochs"].endpoints if "epochs" in plan.space.search else [0]))
         scheduler = (PerTaskScheduler(make_asha(plan.grace_period, plan.reduction_factor, max_t))
                      if plan.scheduler == "asha" else None)
+        trial_bar = TrialBar(plan.trials, enabled=bar)
         callback = SweepCallback(plan.results.uri, plan.name, train_storage=train_storage,
                                  shown_keys=list(plan.space.search), flush_every_s=flush_every_s,
                                  status_every_s=status_every_s, quiet=quiet,
@@ -179,14 +181,18 @@ def _fit(plan: SweepPlan, *, quiet: bool, ray_init: dict[str, Any], flush_every_
                 trial_dirname_creator=lambda trial: f"{slug(trial.config['task'])}_{trial.trial_id}"),
             run_config=tune.RunConfig(
                 name=plan.experiment, storage_path=tune_root.root, storage_filesystem=tune_root.fs,
-                callbacks=[callback, TrialBar(plan.trials, enabled=bar)], verbose=0,
+                callbacks=[callback, trial_bar], verbose=0,
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),  # the newest may be torn by a kill
                 failure_config=tune.FailureConfig(max_failures=0)),
         )
     # --extend: the sweep's earlier runs are in the Parquet already; count this run's only.
     before = 0 if plan.resume else sum(sweep_status(plan.results.uri, plan.name).values())
     t0 = time.time()
-    grid = _fit_keeping_sigint(tuner, tune_catches=not interrupt_raises)
+    try:
+        grid = _fit_keeping_sigint(tuner, tune_catches=not interrupt_raises)
+    finally:
+        if trial_bar is not None:
+            trial_bar.close()
     counts = sweep_status(plan.results.uri, plan.name)
     done = sum(counts.values()) - before
     if not quiet:

@@ -33,6 +33,11 @@ class TrialBar(Callback):
         self._step()
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Draw the bar's last state now (also when ``fit`` raised: otherwise tqdm draws it
+        when the object is collected, after the command's last lines)."""
         if self._bar is not None:
             self._bar.close()
             self._bar = None
