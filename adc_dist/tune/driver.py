@@ -53,8 +53,9 @@ def run_sweep(space: str | os.PathLike | SearchSpace | None = None, tasks: str |
     ``bar``: draw the trials' progress bar (default: unless ``quiet``). ``interrupt_raises``: Ctrl-C
     raises KeyboardInterrupt out of the sweep at once (Tune's own handler, which saves its state
     for ``--resume``, is not installed) instead of ending the sweep with a ``--resume`` hint: for a
-    caller with its own way to continue, like adc_dist.compare, which reruns its sweeps. ``options`` are :func:`plan_sweep`'s keywords (name, storage, resume, extend,
-    num_samples, scheduler, max_concurrent, time_budget_s, seed, num_workers,
+    caller with its own way to continue, like adc_dist.compare, which reruns its sweeps.
+    ``options`` are :func:`plan_sweep`'s keywords (name, storage, resume, extend, num_samples,
+    scheduler, max_concurrent, time_budget_s, seed, num_workers,
     cpus_per_worker, gpus_per_worker, set_values, ...). ``ray_init``: extra ``ray.init``
     arguments when this call starts Ray (tests: small object store).
     """
