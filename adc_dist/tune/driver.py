@@ -199,10 +199,10 @@ def _fit(plan: SweepPlan, *, quiet: bool, ray_init: dict[str, Any], flush_every_
     if not quiet:
         what = ", ".join(f"{n} {s}" for s, n in counts.items()) or "no trial finished"
         print(f"done in {time.time() - t0:.0f}s: {what}; python -m adc_dist.report {plan.results.uri}", flush=True)
-    if done < plan.trials and not plan.time_budget_s:
+    if done < plan.trials and not plan.time_budget_s and not interrupt_raises:
         # Tune returns normally after Ctrl-C (it saved its state first): say how to go on.
-        if interrupt_raises:
-            raise KeyboardInterrupt(f"sweep {plan.name}: {done} of {plan.trials} trials done")
+        # (With interrupt_raises Tune caught nothing, Ctrl-C raised out of fit, and the caller
+        # continues its own way.)
         print(f"the sweep stopped with {done} of {plan.trials} trials done; continue it with: python -m "
               f"adc_dist.tune --name {plan.name} --storage '{_parent_uri(plan)}' --resume", file=sys.stderr, flush=True)
     if raise_input_errors:
