@@ -4,7 +4,7 @@ With ``sparse_tables`` (adc_dist.train.optim) every table of ADC (P, S_k, Q_k) i
 :class:`RowTable`. Outside a step it is an ``nn.Embedding(sparse=True)``: a lookup's
 gradient is a COO tensor with one row per looked-up id, duplicates included. That was
 the per-row cost of the sparse path (docs/performance.md, "Scaling with users"): P is
-looked up four times a step (two domains, forward and L2 term), each lookup adds its
+looked up four times a step (two domains, forward and L2 term), each lookup added its
 own COO rows, and the optimizer then coalesces them (a sort and a reduction) and works
 through sparse masks and sparse adds.
 
@@ -16,6 +16,10 @@ hands over as the table's ``.grad``: a COO tensor flagged coalesced
 (sorted unique ids, one row each) that the optimizer and the cross-rank sum read
 without another sort. The numbers are those of the plain lookup: the same rows, the
 same gradient (summed over a row's occurrences).
+
+A lookup the step repeats with the same ids tensor (the forward and the L2 term) does not
+reach the table at all: ``ADC.step_lookups`` answers it from the first one's rows, for
+dense and sparse tables alike.
 """
 
 from __future__ import annotations
@@ -36,24 +40,13 @@ class RowTable(nn.Embedding):
         super().__init__(num_embeddings, embedding_dim, sparse=True)
         self.step_ids: Tensor | None = None  # sorted unique ids of the step
         self.step_rows: Tensor | None = None  # their rows, a leaf [n_unique, d]
-        self.step_looked_up: list[tuple[Tensor, Tensor]] = []  # (ids tensor, its rows) of this step
 
     def forward(self, idx: Tensor) -> Tensor:
         if self.step_rows is None:
             return super().forward(idx)
-        # The same ids tensor looked up again in the step (the forward and the L2 term read
-        # the same batch) reads the same gathered rows, so the backward sums the two
-        # lookups' gradients at batch size and scatters into the leaf once, not twice. Each
-        # call still returns a tensor of its own (a view), so a gradient taken with respect
-        # to one lookup's output (GradNorm's rows of P) does not include the other's.
-        for seen, out in self.step_looked_up:
-            if seen is idx:
-                return out.view_as(out)
         # Every id of the step is in step_ids (step_rows gathers them all), so the sorted
         # search finds its own row; a foreign id would read a neighbour's: never passed.
-        out = F.embedding(torch.searchsorted(self.step_ids, idx), self.step_rows)
-        self.step_looked_up.append((idx, out))
-        return out.view_as(out)
+        return F.embedding(torch.searchsorted(self.step_ids, idx), self.step_rows)
 
 
 def lookups(model: nn.Module, users: Sequence[Tensor], items: Sequence[Tensor]) -> list[tuple[RowTable, Tensor]]:
@@ -87,7 +80,6 @@ def step_rows(model: nn.Module, users: Sequence[Tensor], items: Sequence[Tensor]
     finally:
         for t, _ in tables:
             t.step_ids = t.step_rows = None
-            t.step_looked_up = []
 
 
 def _to_table_grad(weight: nn.Parameter, ids: Tensor):

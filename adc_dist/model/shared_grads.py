@@ -27,7 +27,7 @@ def shared_layer_grads(model: ADC, losses: torch.Tensor, io: tuple | None, sizes
     - GMF, tapped with (rows, users): the gathered rows P[users[k]] reach only L_k, so
       g_k is dL/d(rows_k) (:func:`shared_row_grads`) scattered into an [n_users, d] zero
       table, plus the gradient of the L2 term ``l2 * mean_b ||P[u_b]||^2`` that
-      ``ADC.embedding_sq_norms`` adds to L_k (computed outside the forward): 2 l2 P[u_b] / B_k
+      ``ADC.embedding_sq_norms`` adds to L_k (not through the tapped rows): 2 l2 P[u_b] / B_k
       per row (2 l2 g_k^2 P[u_b] / B_k for ``shared+gated``, whose L2 is on g_k * P[u]).
     - Not tapped (one hidden layer): all K gradients from one vmapped backward onto W
       (rows of eye(K) pick L_k).
@@ -52,8 +52,9 @@ def shared_layer_grads(model: ADC, losses: torch.Tensor, io: tuple | None, sizes
 
 def l2_row_grad(model, k: int, rows: torch.Tensor, batch: int, l2: float) -> torch.Tensor:
     """The gradient at the batch's rows P[u] of domain k's L2 term ``l2 * mean ||P[u]||^2``
-    (``ADC.embedding_sq_norms``, computed outside the forward, so autograd through the tapped
-    rows misses it): 2 l2 P[u] / B_k, times g_k^2 for ``shared+gated``, whose L2 is on g_k * P[u]."""
+    (``ADC.embedding_sq_norms``, outside the forward: in a step it reads a view of its own of
+    the forward's rows (``ADC.step_lookups``), so autograd at the tapped rows misses it):
+    2 l2 P[u] / B_k, times g_k^2 for ``shared+gated``, whose L2 is on g_k * P[u]."""
     scale = model.gate(k).detach() ** 2 if model.user_gate is not None else 1.0
     return (2.0 * l2 / batch) * scale * rows.detach()
 

@@ -10,9 +10,10 @@
     python -m adc_dist.train --name my-run --resume            # continue a stopped run
 
 Every config field is a flag (``--gamma 1.0`` or ``--gamma=1.0``; dashes or underscores).
-The flags are parsed and the config validated before torch and Ray are imported, and the
-data split prepared and the resources checked before Ray starts, so a bad flag costs well
-under two seconds, not a cluster start. Paths are made absolute against the current
+The flags are parsed and the config validated before torch and Ray are imported; the
+resources checked, the run directory opened (lock, --name/--resume) and only then the data
+split prepared, all before Ray starts: a bad flag costs well under two seconds and a refused
+run directory no data load, not a cluster start. Paths are made absolute against the current
 directory first (adc_dist.inputs.paths): Ray's workers run in directories of their own. Ray's own
 log lines go to its session log files (``/tmp/ray/session_latest/logs``); ``--verbose``
 shows them. This module is the Ray edge: the per-worker loop (``adc_dist.train.loop.fit``)
@@ -286,7 +287,8 @@ def _fit_local(cfg: TrainConfig, run_dir: str, *, quiet: bool, per_user: bool) -
 
 def run(cfg: TrainConfig, *, local: bool = False, quiet: bool = False, per_user: bool = False,
         verbose: bool = False) -> RunSummary:
-    """Validate, prepare the data, train, and write the run directory. See the module doc."""
+    """Validate, open the run directory, prepare the data, train, and write the run directory.
+    See the module doc."""
     from adc_dist.train import run_dir as rd
     from adc_dist.train.loop import prepare_task
     from adc_dist.train.memory import check_fits, local_workers
@@ -299,13 +301,16 @@ def run(cfg: TrainConfig, *, local: bool = False, quiet: bool = False, per_user:
 
         require_torchrec(cfg.embedding_sharding)
     rank0 = int(os.environ.get("RANK", "0")) == 0
-    # Load (and cache) the split once here: bad data stops before any worker starts, and the
-    # workers on this machine find the cache ready.
-    task = prepare_task(cfg)
-    if cfg.embedding_sharding == "none":  # the estimate is of replicated tables (docs/scale.md: sharded)
-        check_fits(cfg, task.n_users, task.n_items, workers_here=local_workers(cfg, local))
-    # Locked and checked before Ray starts; removed again if the run fails before a checkpoint.
+    # The run directory first: a second driver, an existing --name without --resume, a bad
+    # storage path are refused before the data load (seconds) is spent on a refused command.
+    # Locked and checked before Ray starts; removed again if the run fails before a checkpoint
+    # (a data error included: nothing is left behind and the same --name works again).
     with (open_run(cfg) if rank0 else nullcontext(rd.run_dir_of(cfg))) as run_dir:
+        # Load (and cache) the split once here: bad data stops before any worker starts, and
+        # the workers on this machine find the cache ready.
+        task = prepare_task(cfg)
+        if cfg.embedding_sharding == "none":  # the estimate is of replicated tables (docs/scale.md: sharded)
+            check_fits(cfg, task.n_users, task.n_items, workers_here=local_workers(cfg, local))
         return _train(cfg, task, run_dir, local=local, quiet=quiet, per_user=per_user, verbose=verbose)
 
 

@@ -5,7 +5,8 @@ Train's ``TorchTrainer`` (which sets up the process group before calling it). On
 
   1. take one batch from every domain: this rank's share of the positives plus rho
      sampled negatives each (``adc_dist.data``);
-  2. forward all K domains through the DDP-wrapped model, per-domain losses L_k;
+  2. forward all K domains through the DDP-wrapped model, per-domain losses L_k (the L2
+     term reads the forward's rows: one lookup per table and ids tensor, ADC.step_lookups);
   3. for GradNorm, the per-domain gradients g_k = dL_k/dW of the last shared weight,
      taken on the *unwrapped* parameter so that DDP's reducer hooks do not fire;
   4. ONE all_reduce of [g_1 .. g_K, L_1 .. L_K] and a division by the world size: every
@@ -119,9 +120,11 @@ def train_step(net: torch.nn.Module, model: ADC, balancer: torch.nn.Module, opt:
     the per-domain gradients (sharded tables pass their own: adc_dist.train.sharded_loop)."""
     K = len(users)
     tap = balancer.needs_grads and (not model.has_mlp or len(model.layers) >= 2)
-    # Sparse tables: every lookup of the step reads one gather of each table's unique rows,
-    # whose gradient the backward hands to the table's .grad (model/row_tables.py).
-    with step_rows(model, users, items):
+    # Every table is looked up once per ids tensor: the L2 term reads the forward's rows
+    # (ADC.step_lookups). Sparse tables: every lookup of the step reads one gather of each
+    # table's unique rows, whose gradient the backward hands to the table's .grad
+    # (model/row_tables.py).
+    with step_rows(model, users, items), model.step_lookups():
         with autocast:
             out = net(users, items, last_layer_io=True) if tap else net(users, items)
         logits, io = out if tap else (out, None)

@@ -7,7 +7,8 @@ then the DDP backward); what differs:
 - the tables live in :class:`~adc_dist.model.sharded_tables.ShardedTables`: every step
   first fetches the batch's rows (TorchRec's all-to-all), the backward updates the
   owners' rows with the fused table optimizer (Adagrad on CPU, Adam on GPU);
-- only the dense part (MLP, heads, item biases) is an ``ADC`` under DDP with Adam;
+- only the dense part (MLP, heads, item biases) is an ``ADC`` under DDP with fused Adam
+  (``optim.dense_adam``, as the replicated path);
 - GradNorm of the ``gmf`` model balances the norms of the per-domain gradients at the
   batch's shared rows (adc_dist.model.sharded_grads); with an MLP it balances the last
   shared layer exactly as the replicated path does;
@@ -37,6 +38,7 @@ from adc_dist.model.shared_grads import shared_layer_grads
 from adc_dist.model.sharded_grads import shared_row_grad_norms
 from adc_dist.model.sharded_tables import ShardedTables
 from adc_dist.train.evaluate import evaluate, excluded_items, sample_users, target_items
+from adc_dist.train.optim import dense_adam
 from adc_dist.train.reporting import Reporter
 
 
@@ -82,8 +84,9 @@ def build_sharded(cfg: TrainConfig, n_users: int, n_items: list[int], device: to
     if dense:
         # As in loop.fit: never static_graph=True (it de-synchronises with autograd.grad).
         net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
-    opt = (torch.optim.Adam(dense, lr=cfg.lr) if dense
-           else _NoDenseOptimizer())
+    # The replicated path's optimizer (fused Adam, one pass: train/optim.py). A checkpoint of
+    # the for-loop Adam used here before loads into it and keeps its own setting (unfused).
+    opt = dense_adam(dense, cfg.lr) if dense else _NoDenseOptimizer()
     return model, ShardedNet(net, tables), opt, tables
 
 

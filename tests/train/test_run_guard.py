@@ -227,6 +227,56 @@ def test_a_run_stopped_before_its_first_checkpoint_leaves_nothing_and_the_name_i
         assert run_dir == f"{tmp_path}/early"
 
 
+# ------------------------------------------------------ the run directory before the data
+def _no_data(monkeypatch, tmp_path: Path) -> None:
+    """Data that cannot be loaded: an empty data root, an empty split cache, a download mirror
+    that refuses at once (no network touched)."""
+    (tmp_path / "no-data").mkdir()
+    monkeypatch.setenv("ADC_DATA_ROOT", str(tmp_path / "no-data"))
+    monkeypatch.setenv("ADC_CACHE_DIR", str(tmp_path / "no-cache"))
+    monkeypatch.setenv("ADC_DATA_MIRROR", "http://127.0.0.1:9/m")
+
+
+def test_a_refused_command_is_refused_by_its_run_directory_before_any_data_is_loaded(tmp_path, monkeypatch):
+    # open_run comes before prepare_task: a refused command costs no data load (about 9 s for
+    # amazon-book-music). Here no data can be loaded at all, and each refusal is still its
+    # own run-directory message, not the data error.
+    _no_data(monkeypatch, tmp_path)
+    storage = tmp_path / "runs"
+    (storage / "done").mkdir(parents=True)
+    (storage / "done" / "config.yaml").write_text("task: amazon-dvd-video\n")
+    argv = [*ARGS, "--storage_path", str(storage)]
+    with pytest.raises(AdcError, match="already exists: pass --resume"):
+        main([*argv, "--name", "done"])
+    with pytest.raises(AdcError, match="no run directory"):
+        main([*argv, "--name", "never", "--resume"])
+    holder = _holder(storage, "busy")
+    try:
+        with pytest.raises(AdcError, match=f"run 'busy' is in use by PID {holder.pid} on host"):
+            main([*argv, "--name", "busy"])
+    finally:
+        holder.kill()
+        holder.wait()
+    assert sorted(p.name for p in storage.iterdir()) == [".busy.lock", "done"]
+    assert [p.name for p in (storage / "done").iterdir()] == ["config.yaml"]
+    assert not (tmp_path / "no-cache").exists(), "no data was prepared"
+
+
+def test_a_data_error_is_one_line_and_leaves_no_run_directory_and_the_name_works_again(tmp_path, monkeypatch,
+                                                                                      data_root):
+    storage = tmp_path / "runs"
+    argv = [*ARGS, "--epochs", "1", "--storage_path", str(storage), "--name", "fresh"]
+    _no_data(monkeypatch, tmp_path)
+    proc = _cli(*argv)  # the data error inside open_run: the run is removed again, the lock released
+    line = _one_error_line(proc)
+    assert proc.returncode == 2 and "is missing" in line and "ADC_DATA_ROOT" in line, line
+    assert not storage.exists(), "no run directory, no lock, no storage folder left behind"
+    monkeypatch.undo()  # the real data again
+    main(argv)  # the same --name: no "already exists", no stale lock
+    assert pd.read_parquet(storage / "fresh" / "history.parquet")["epoch"].tolist() == [1]
+    assert sorted(p.name for p in storage.iterdir()) == ["fresh"]
+
+
 def test_a_killed_driver_is_refused_while_alive_then_resumes_identical(tmp_path, uninterrupted, data_root):
     run = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "adc_dist.train", *_argv(tmp_path, "killed")],

@@ -2,7 +2,7 @@
 
 One spawn of two ranks does everything on the real amazon-book-music task and writes what
 it saw; the tests below read it. Against the replicated path with the *same* optimizer
-(Adagrad on the tables, which is what the fused CPU optimizer computes; Adam on the
+(Adagrad on the tables, which is what the fused CPU optimizer computes; fused Adam on the
 dense part) and the same initial parameters, a sharded run must take the same steps:
 same losses, GradNorm weights, tables and ranking metrics, up to float summation order.
 Then a checkpointed run, stopped after epoch 1 and resumed, must end where an
@@ -29,6 +29,7 @@ from adc_dist.model.network import ADC
 from adc_dist.model.sharded_tables import ADAGRAD_EPS
 from adc_dist.train.evaluate import evaluate
 from adc_dist.train.loop import epoch_batches, fit, prepare_task, subsample_train, train_step
+from adc_dist.train.optim import dense_adam
 from adc_dist.train.reporting import LocalReporter
 from adc_dist.train.sharded_loop import build_sharded, evaluate_sharded, sharded_grads_fn
 from procs import free_port
@@ -55,13 +56,14 @@ def _tables_of(model: ADC) -> dict[str, torch.Tensor]:
 
 
 class _TablesAdagradDenseAdam:
-    """The replicated reference's optimizer: Adagrad on the tables (as the fused CPU one), Adam on the rest."""
+    """The replicated reference's optimizer: Adagrad on the tables (as the fused CPU one), fused Adam on the
+    rest (as the sharded run's dense part)."""
 
     def __init__(self, model: ADC, lr: float) -> None:
         tables = list(_tables_of(model).values())
         ids = {id(p) for p in tables}
         self.opts = [torch.optim.Adagrad(tables, lr=lr, eps=ADAGRAD_EPS),
-                     torch.optim.Adam([p for p in model.parameters() if id(p) not in ids], lr=lr)]
+                     dense_adam([p for p in model.parameters() if id(p) not in ids], lr)]
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for o in self.opts:
