@@ -43,8 +43,22 @@ def _argv(storage: Path, name: str, *extra: str) -> list[str]:
 
 
 def _cli(*argv: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "adc_dist.train", *argv], capture_output=True, text=True,
-                          timeout=timeout)
+    return _clis([*argv], timeout=timeout)[0]
+
+
+def _clis(*argvs: list[str], timeout: float = 300) -> list[subprocess.CompletedProcess]:
+    """Each ``argv`` as ``python -m adc_dist.train``, all started at once: each command is a new
+    interpreter that spends seconds importing torch on a busy 2-core box, so they overlap."""
+    procs = [subprocess.Popen([sys.executable, "-m", "adc_dist.train", *argv], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for argv in argvs]
+    try:
+        outs = [p.communicate(timeout=timeout) for p in procs]
+        return [subprocess.CompletedProcess(p.args, p.returncode, out, err) for p, (out, err) in zip(procs, outs)]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
 
 
 def _one_error_line(proc: subprocess.CompletedProcess) -> str:
@@ -286,8 +300,8 @@ def test_a_killed_driver_is_refused_while_alive_then_resumes_identical(tmp_path,
         proc.send_signal(signal.SIGSTOP)  # paused, still alive: it cannot finish while we look
         config = (run / "config.yaml").read_bytes()
         # A --resume (and a plain start) of the live run: one line each, the live run untouched.
-        for extra in (["--resume"], []):
-            line = _one_error_line(_cli(*_argv(tmp_path, "killed"), *extra))
+        for refused in _clis(_argv(tmp_path, "killed", "--resume"), _argv(tmp_path, "killed")):
+            line = _one_error_line(refused)
             assert f"run 'killed' is in use by PID {proc.pid}" in line
         assert (run / "config.yaml").read_bytes() == config
         assert proc.poll() is None
