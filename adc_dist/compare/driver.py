@@ -4,6 +4,7 @@
     python -m adc_dist.compare --quick                     # one task end to end in minutes (CI)
     python -m adc_dist.compare --tasks amazon-dvd-video --methods cmf,adc_equal,adc_gradnorm
     python -m adc_dist.compare ... --set d=100 --set batch_size=1024   # other ADC settings
+    python -m adc_dist.compare --merge results/a results/b --out results/ab   # runs made apart, one report
 
 Protocol (docs/compare.md):
 1. Tune every method with the same validation budget N (``--budget``) on split seed 0:
@@ -58,7 +59,7 @@ def build_parser() -> Parser:
     p.add_argument("--tasks", help="'six' (default), 'all' or task names a,b")
     p.add_argument("--seeds", type=int, help="final runs per method: seeds 0..S-1 (default 3)")
     p.add_argument("--budget", type=int, help="configurations tried per method on validation (default 4)")
-    p.add_argument("--out", default="results", help="output folder (default results/)")
+    p.add_argument("--out", help="output folder (default results/; required with --merge)")
     p.add_argument("--quick", action="store_true",
                    help=f"CI mode: one task ({QUICK['tasks']} unless --tasks), budget {QUICK['budget']}, "
                         f"{QUICK['seeds']} seeds, tiny models")
@@ -72,7 +73,28 @@ def build_parser() -> Parser:
                    help="fix another ADC TrainConfig field in every run, e.g. --set d=100 (repeatable)")
     p.add_argument("--work", help="cache of finished units (default <out>/tmp-work)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--merge", nargs="+", metavar="DIR",
+                   help="run nothing: merge finished comparisons' output folders (same seeds, budget and fixed "
+                        "settings) into --out, with the tables and paired tests across all their methods")
     return p
+
+
+# Flags that choose what a comparison runs: meaningless with --merge, which runs nothing.
+RUN_FLAGS = ("tasks", "seeds", "budget", "quick", "epochs", "no_balancing_study", "sparse_only", "set_values", "work")
+
+
+def merge_from_args(args: argparse.Namespace, argv: Sequence[str]) -> None:
+    from adc_dist.compare.merge import run_merge
+
+    given = [f for f in RUN_FLAGS if getattr(args, f) not in (None, False, [])] + (
+        ["methods"] if args.methods != "all" else [])
+    if given:
+        raise AdcError(f"--merge runs nothing, so --{given[0].replace('_', '-').removesuffix('-values')} has no "
+                       "effect: give only the folders, --out and --quiet")
+    if not args.out:
+        raise AdcError("--merge needs --out: the folder to write the merged comparison to")
+    run_merge([Path(absolute(f)) for f in args.merge], Path(absolute(args.out)),
+              " ".join(["python -m adc_dist.compare", *map(shlex.quote, argv)]), quiet=args.quiet)
 
 
 def settings_from_args(args: argparse.Namespace, argv: Sequence[str]) -> Settings:
@@ -119,7 +141,7 @@ def settings_from_args(args: argparse.Namespace, argv: Sequence[str]) -> Setting
     if adc.get("data_root"):
         adc["data_root"] = absolute(adc["data_root"])  # the runs happen in Ray's directories
     from_mapping(adc, where="compare settings", sources=sources)  # validate now, before any work
-    out = Path(absolute(args.out))
+    out = Path(absolute(args.out or "results"))
     return Settings(tasks=tasks, methods=[m for m in cm.METHODS if m in methods], seeds=list(range(seeds)),
                     budget=budget, out=out, work=Path(absolute(args.work)) if args.work else out / "tmp-work", adc=adc,
                     mf={**MF_FIXED, **(QUICK["mf"] if args.quick else {})},
@@ -130,7 +152,11 @@ def settings_from_args(args: argparse.Namespace, argv: Sequence[str]) -> Setting
 def main(argv: Sequence[str] | None = None) -> int:
     absolutize_env()
     argv = list(sys.argv[1:] if argv is None else argv)
-    s = settings_from_args(build_parser().parse_args(argv), argv)
+    args = build_parser().parse_args(argv)
+    if args.merge:
+        merge_from_args(args, argv)
+        return 0
+    s = settings_from_args(args, argv)
     c = Comparison(s)
     c.log(f"compare: {len(s.tasks)} task(s), methods {', '.join(s.methods)}, budget {s.budget}, seeds {s.seeds}; "
           f"{platform.node()} ({os.cpu_count()} CPUs); cache {s.work}")

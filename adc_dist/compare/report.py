@@ -10,6 +10,7 @@ Under the output folder:
     tuning.parquet        every configuration tried on validation, with its NDCG@10
     histories.parquet     the ADC runs' per-epoch loss, domain weight, valid NDCG@10 (long)
     significance.parquet  the paired tests (adc_dist.significance)
+    settings.json         the protocol (seeds, budget, fixed settings), for --merge
     results.md            the tables, the tests, the tuned configurations, the settings
     main_ndcg10.png, trajectories.png, balancing.png
 """
@@ -25,6 +26,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from adc_dist.compare import figures as figs
+from adc_dist.compare.merge import settings_record
 from adc_dist.compare.methods import COLD_MAX_TRAIN_ITEMS
 from adc_dist.compare.table import METHOD_LABELS, METRICS, markdown_table, significance_table
 from adc_dist.train.run_dir import write_bytes, write_parquet
@@ -98,14 +100,18 @@ def cold_slice(per_user: pd.DataFrame) -> pd.DataFrame:
 
 
 def report_markdown(res: pd.DataFrame, sig: pd.DataFrame, tuning: pd.DataFrame, settings, wall_s: float,
-                    reused: int = 0, computed: int = 0, per_user: pd.DataFrame | None = None) -> str:
+                    reused: int = 0, computed: int = 0, per_user: pd.DataFrame | None = None,
+                    produced: str | None = None) -> str:
+    """The report; ``produced`` replaces the sentence saying which command made it, where and how fast
+    (a merge of comparisons: adc_dist.compare.merge)."""
     main = res[res["study"] == "main"]
     n_seeds = res["seed"].nunique()
     cache = (f" ({reused} of {reused + computed} work units were read from the cache "
              f"`{settings.work}` of earlier invocations)" if reused else "")
+    produced = produced or (f"Produced by `{settings.command}` in {wall_s / 60:.1f} min{cache} on "
+                            f"{platform.node()} ({os.cpu_count()} CPUs, CPU only)")
     lines = ["# ADC against baselines: results", "",
-             f"Produced by `{settings.command}` in {wall_s / 60:.1f} min{cache} on {platform.node()} "
-             f"({os.cpu_count()} CPUs, CPU only). Seeds {settings.seeds} (each seed is the split seed and the "
+             f"{produced}. Seeds {settings.seeds} (each seed is the split seed and the "
              f"model seed); validation budget {settings.budget} configurations per method; "
              f"mean ± sample std over the {n_seeds} seeds; the best mean per column in **bold**.", ""]
     found = _gradnorm_lines(main)
@@ -168,7 +174,7 @@ def report_markdown(res: pd.DataFrame, sig: pd.DataFrame, tuning: pd.DataFrame, 
 
 
 def write_outputs(collected, settings, *, wall_s: float, reused: int = 0, computed: int = 0,
-                  log: Callable[[str], Any] = print) -> None:
+                  produced: str | None = None, log: Callable[[str], Any] = print) -> None:
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
     res = pd.DataFrame(collected.rows)
@@ -185,7 +191,9 @@ def write_outputs(collected, settings, *, wall_s: float, reused: int = 0, comput
         write_parquet(str(out / "histories.parquet"), _compact(hist))
     if len(sig):
         write_parquet(str(out / "significance.parquet"), sig)
-    report = report_markdown(res, sig, tuning, settings, wall_s, reused, computed, per_user)
+    # The protocol, for a later --merge with another comparison (adc_dist.compare.merge).
+    write_bytes(str(out / "settings.json"), json.dumps(settings_record(settings), indent=1, default=str).encode())
+    report = report_markdown(res, sig, tuning, settings, wall_s, reused, computed, per_user, produced)
     write_bytes(str(out / "results.md"), report.encode())
 
     main = res[res["study"] == "main"]

@@ -48,6 +48,7 @@ class Settings:
     main_finals: bool = True  # False (--sparse-only): the main study is tuned, not retrained on test
     quiet: bool = False
     command: str = ""
+    sources: list[str] = field(default_factory=list)  # a merge's input commands (adc_dist.compare.merge)
 
 
 @dataclass

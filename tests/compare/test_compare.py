@@ -1,5 +1,6 @@
 """python -m adc_dist.compare: bad flags stop with one line; --quick runs end to end."""
 
+import json
 import re
 import signal
 import subprocess
@@ -122,6 +123,10 @@ def test_quick_comparison_writes_every_output(tiny_data_root, tmp_path):
     for png in ("main_ndcg10.png", "trajectories.png", "balancing.png"):
         assert (out / png).stat().st_size > 10_000
     assert "wrote" in proc.stdout
+    # the protocol, for a later --merge: seeds, budget, the fixed settings (--quick's tiny models)
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["seeds"] == [0, 1] and settings["budget"] == 2 and settings["command"].endswith("--out out")
+    assert settings["adc"]["d"] == 16 and settings["mf"]["epochs"] == 4 and "adc_gradnorm" in settings["methods"]
     # the rerun continued: the baselines' tuning units of the interrupted run came from the cache
     assert re.search(r"\(([1-9]\d*) of \d+ work units were read from the cache", md), md[:600]
 

@@ -1,0 +1,205 @@
+"""Finished comparisons merged into one: ``python -m adc_dist.compare --merge A B --out C``.
+
+A comparison of several methods on the six tasks takes hours on a small machine, so methods
+are often run apart: a baseline added later, an ADC variant on another machine. Merging gives
+them one set of tables, one cold-user slice and the paired tests across all of them, as if
+they had been one run. That is sound only when the runs share the protocol, so the merge
+refuses otherwise:
+
+- the same seeds (seed s is the split seed: the same test users), validation budget, and
+  fixed ADC and MF settings (``settings.json``, or the ``results.md`` of an output written
+  before that file existed);
+- a unit that several inputs hold (study x task x method x seed, e.g. BPR-MF run in both)
+  must have the same per-user test metrics in each: proof that the split and the evaluator
+  are the same. The first input's copy is kept.
+
+Every input needs its ``per_user.parquet``: the paired tests read it (files over 1 MB are
+not committed; a comparison rerun with its ``--work`` cache writes it again in seconds).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from adc_dist.compare import methods as cm
+from adc_dist.errors import AdcError
+from adc_dist.train.run_dir import read_parquet
+
+UNIT = ["study", "task", "method", "seed"]
+METRICS = [f"{m}@{k}" for m in ("ndcg", "recall") for k in cm.KS]
+# Per-user metrics of a unit held twice may differ by float32 storage rounding only.
+SAME_TOLERANCE = 1e-6
+# Settings that must agree; tasks and methods may differ (that is what a merge adds).
+PROTOCOL = ("seeds", "budget", "adc", "mf")
+# ADC settings that say where, not how: not part of the protocol.
+LOCAL_ADC_KEYS = ("data_root",)
+
+
+@dataclass
+class Output:
+    folder: Path
+    settings: dict[str, Any]
+    results: pd.DataFrame
+    per_user: pd.DataFrame
+    tuning: pd.DataFrame
+    histories: pd.DataFrame
+
+
+def settings_record(settings) -> dict[str, Any]:
+    """What ``settings.json`` holds: the protocol of a comparison, enough to merge it later."""
+    return {"command": settings.command, "tasks": list(settings.tasks), "methods": list(settings.methods),
+            "seeds": list(settings.seeds), "budget": settings.budget, "adc": settings.adc, "mf": settings.mf,
+            "balancing": settings.balancing, "main_finals": settings.main_finals, "sources": list(settings.sources)}
+
+
+def _settings_from_report(folder: Path) -> dict[str, Any]:
+    """The protocol as results.md states it (outputs written before settings.json existed)."""
+    path = folder / "results.md"
+    if not path.is_file():
+        raise AdcError(f"{folder} is not a comparison's output: it has neither settings.json nor results.md")
+    text = path.read_text()
+    found = {k: re.search(p, text) for k, p in (
+        ("command", r"Produced by `([^`]*)`"), ("seeds", r"Seeds \[([0-9, ]*)\]"),
+        ("budget", r"validation budget (\d+) configuration"), ("adc", r"- ADC \(every run\): `(\{.*\})`"),
+        ("mf", r"- MF baselines \(every run\): `(\{.*\})`"))}
+    missing = [k for k, m in found.items() if m is None]
+    if missing:
+        raise AdcError(f"{path}: cannot read the comparison's {', '.join(missing)} from it (and there is no "
+                       "settings.json beside it)")
+    return {"command": found["command"][1], "seeds": [int(s) for s in found["seeds"][1].split(",") if s.strip()],
+            "budget": int(found["budget"][1]), "adc": json.loads(found["adc"][1]),
+            "mf": json.loads(found["mf"][1]), "sources": []}
+
+
+def read_output(folder: Path) -> Output:
+    if not folder.is_dir():
+        raise AdcError(f"--merge: {folder} is not a folder")
+    settings_file = folder / "settings.json"
+    settings = json.loads(settings_file.read_text()) if settings_file.is_file() else _settings_from_report(folder)
+    frames = {}
+    for name in ("results", "per_user", "tuning", "histories"):
+        path = folder / f"{name}.parquet"
+        if path.is_file():
+            frames[name] = read_parquet(str(path))
+        elif name == "histories":
+            frames[name] = pd.DataFrame()
+        elif name == "per_user":
+            raise AdcError(f"{path} is missing: the paired tests need every input's per-user metrics (a file over "
+                           "1 MB is not committed to git; rerunning that comparison with its --work cache writes it "
+                           "again without training)")
+        else:
+            raise AdcError(f"{path} is missing: {folder} is not a finished comparison's output")
+    return Output(folder, settings, frames["results"], frames["per_user"], frames["tuning"], frames["histories"])
+
+
+def _protocol(settings: dict[str, Any]) -> dict[str, Any]:
+    p = {k: settings[k] for k in PROTOCOL}
+    p["adc"] = {k: v for k, v in p["adc"].items() if k not in LOCAL_ADC_KEYS}
+    return p
+
+
+def _check_protocol(first: Output, other: Output) -> None:
+    a, b = _protocol(first.settings), _protocol(other.settings)
+    for key in PROTOCOL:
+        if a[key] != b[key]:
+            raise AdcError(f"cannot merge {other.folder} into {first.folder}: their {key} differ ({b[key]} against "
+                           f"{a[key]}); merged tables would compare methods run under different protocols")
+
+
+def _keys(df: pd.DataFrame, columns: list[str] = UNIT) -> pd.Series:
+    """One string per row naming its unit, e.g. ``main/amazon-book-music/bpr_mf/0``."""
+    if df.empty:
+        return pd.Series([], dtype=str, index=df.index)
+    key = df[columns[0]].astype(str)
+    for c in columns[1:]:
+        key = key + "/" + df[c].astype(str)
+    return key
+
+
+def _only(df: pd.DataFrame, units: set[str], keep: bool, columns: list[str] = UNIT) -> pd.DataFrame:
+    """Rows of ``df`` whose unit (``columns``) is in ``units`` (keep) or not (not keep)."""
+    if df.empty:
+        return df
+    inside = _keys(df, columns).isin(units)
+    return df[inside if keep else ~inside]
+
+
+def _check_same(unit: str, kept: pd.DataFrame, other: pd.DataFrame, first: Path, second: Path) -> None:
+    """A unit held by two inputs: the same users and, within rounding, the same per-user metrics."""
+    keys = ["domain", "user"]
+    a = kept.set_index(keys)[METRICS].sort_index()
+    b = other.set_index(keys)[METRICS].sort_index()
+    if not a.index.equals(b.index):
+        raise AdcError(f"cannot merge: {unit} is in {first} and {second} with different test users ({len(a)} "
+                       f"against {len(b)} rows): the two comparisons did not use the same split")
+    diff = float((a.astype("float64") - b.astype("float64")).abs().to_numpy().max()) if len(a) else 0.0
+    if diff > SAME_TOLERANCE:
+        raise AdcError(f"cannot merge: {unit} is in {first} and {second} with different per-user metrics (largest "
+                       f"difference {diff:.3g}): the runs differ in split, settings or code; leave that method out "
+                       "of one of them")
+
+
+def merge_outputs(outputs: list[Output], log: Callable[[str], Any] = print) -> Output:
+    """One Output holding every input's units; the first input's copy of a unit held twice."""
+    merged = outputs[0]
+    for other in outputs[1:]:
+        _check_protocol(merged, other)
+        mine, theirs = _keys(merged.per_user), _keys(other.per_user)
+        shared = set(mine) & set(theirs)
+        for unit in sorted(shared):
+            _check_same(unit, merged.per_user[mine == unit], other.per_user[theirs == unit],
+                        merged.folder, other.folder)
+        if shared:
+            log(f"  {len(shared)} unit(s) in both {merged.folder} and {other.folder}, identical: "
+                + ", ".join(sorted(set(other.per_user.loc[theirs.isin(shared), "method"].astype(str)))))
+        # Tuning rows are per study x task x method (no seed): those already present stay.
+        tuned = set(_keys(merged.tuning, ["study", "task", "method"]))
+        merged = Output(
+            merged.folder, merged.settings,
+            pd.concat([merged.results, _only(other.results, shared, False)], ignore_index=True),
+            pd.concat([merged.per_user, _only(other.per_user, shared, False)], ignore_index=True),
+            pd.concat([merged.tuning, _only(other.tuning, tuned, False, ["study", "task", "method"])],
+                      ignore_index=True),
+            pd.concat([merged.histories, _only(other.histories, shared, False)], ignore_index=True))
+    return merged
+
+
+def run_merge(folders: list[Path], out: Path, command: str, quiet: bool = False) -> None:
+    """Read the finished comparisons in ``folders``, merge them, write the outputs to ``out``."""
+    from adc_dist.compare.report import write_outputs
+    from adc_dist.compare.runner import Collected, Settings
+
+    t0 = time.perf_counter()
+    log = (lambda line: None) if quiet else (lambda line: print(line, flush=True))
+    if len(folders) < 2:
+        raise AdcError("--merge needs at least two comparison output folders")
+    if out.resolve() in {f.resolve() for f in folders}:
+        raise AdcError(f"--out {out} is one of the inputs: write the merge to a new folder (nothing is overwritten "
+                       "that the merge reads)")
+    outputs = [read_output(f) for f in folders]  # every input read and checked before anything is written
+    log(f"merge: {len(outputs)} comparisons -> {out}")
+    m = merge_outputs(outputs, log)
+    # A categorical column concatenated with other categories comes back as object: recompact on write.
+    for df in (m.results, m.per_user, m.histories):
+        for c in ("study", "task", "method", "domain"):
+            if c in df:
+                df[c] = df[c].astype(str)
+    first = outputs[0].settings
+    studies = set(m.results["study"])
+    settings = Settings(
+        tasks=list(dict.fromkeys(m.results["task"])), seeds=first["seeds"], budget=first["budget"],
+        methods=[x for x in cm.METHODS if x in set(m.results["method"])], out=out, work=out / "tmp-work",
+        adc=first["adc"], mf=first["mf"], balancing=bool(studies - {"main"}), main_finals="main" in studies,
+        command=command, sources=[o.settings["command"] for o in outputs])
+    produced = "Merged by `{}` from {} comparisons of the same protocol: {}".format(
+        command, len(outputs), "; ".join(f"`{o.folder}` (`{o.settings['command']}`)" for o in outputs))
+    collected = Collected(rows=m.results.to_dict("records"), per_user=[m.per_user],
+                          histories=[m.histories] if len(m.histories) else [], tuning=m.tuning.to_dict("records"))
+    write_outputs(collected, settings, wall_s=time.perf_counter() - t0, produced=produced, log=log)
