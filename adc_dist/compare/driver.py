@@ -26,7 +26,9 @@ Protocol (docs/compare.md):
    (tables, significance, tuned configurations) and the figures.
 
 Everything finished is cached under ``<out>/tmp-work`` (ignored by git): a command that was
-interrupted continues where it stopped when run again with the same arguments.
+interrupted continues where it stopped when run again with the same arguments. A unit's key
+holds the settings and a fingerprint of the code that computes it, so after an upgrade or a fix
+the units are computed again (editing only the reporting modules keeps them).
 """
 
 from __future__ import annotations

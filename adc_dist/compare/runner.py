@@ -6,6 +6,7 @@ cached, so an interrupted comparison continues where it stopped. The command lin
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -77,6 +78,28 @@ def _digest(key: dict[str, Any]) -> str:
     return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
 
+# Modules that only present finished units (tables, tests, figures, merging): editing them
+# changes no unit, so it does not invalidate the cache.
+PRESENTATION = ("compare/driver.py", "compare/figures.py", "compare/merge.py", "compare/report.py",
+                "compare/significance.py", "compare/table.py")
+
+
+PACKAGE = Path(__file__).resolve().parents[1]
+
+
+@functools.lru_cache(maxsize=None)
+def code_fingerprint(root: Path = PACKAGE) -> str:
+    """A hash of the adc_dist code that computes units (the package at ``root``). Part of every
+    unit's key, so a unit computed by other code (an upgrade, a fix) is computed again rather
+    than reported stale."""
+    h = hashlib.sha1()
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        if rel not in PRESENTATION:
+            h.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
 class Comparison:
     def __init__(self, s: Settings):
         self.s = s
@@ -93,7 +116,7 @@ class Comparison:
             print(f"[{e // 3600}:{e // 60 % 60:02d}:{e % 60:02d}] {line}", flush=True)
 
     def _unit(self, key: dict[str, Any]) -> Path:
-        return self.s.work / "units" / _digest(key)[:20]
+        return self.s.work / "units" / _digest({**key, "code": code_fingerprint()})[:20]
 
     def _load(self, path: Path) -> Any:
         self.reused += 1

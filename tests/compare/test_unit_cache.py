@@ -82,3 +82,33 @@ def test_adc_units_are_keyed_by_every_trainconfig_default_not_only_the_set_flags
     default, old = key({"d": 128}), key({"d": 128, "zero_init": False})
     assert set(default) == set(FIELD_NAMES) - {"name", "storage_path", "data_root"}
     assert default["zero_init"] is True and default["d"] == 128 and old["zero_init"] is False
+
+
+def test_a_unit_computed_by_other_code_is_computed_again(tmp_path, monkeypatch):
+    """An upgrade or a fix must not report the old code's units: the code is part of every key."""
+    from adc_dist.compare import runner
+
+    s = Settings(tasks=["amazon-dvd-video"], methods=["popularity"], seeds=[0], budget=1, out=tmp_path,
+                 work=tmp_path / "work", adc={}, mf={}, quiet=True)
+    values = iter([0.5, 0.25])
+    assert Comparison(s).memo({"k": 1}, lambda: next(values)) == 0.5
+    monkeypatch.setattr(runner, "code_fingerprint", lambda: "another version")
+    again = Comparison(s)
+    assert again.memo({"k": 1}, lambda: next(values)) == 0.25 and (again.computed, again.reused) == (1, 0)
+
+
+def test_the_fingerprint_follows_the_code_that_computes_units_not_the_reports(tmp_path):
+    import shutil
+
+    from adc_dist.compare.runner import PACKAGE, code_fingerprint
+
+    copy = tmp_path / "adc_dist"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert code_fingerprint(copy) == code_fingerprint(PACKAGE)
+    fingerprints = [code_fingerprint.__wrapped__(copy)]
+    for module, changes_units in (("compare/report.py", False), ("compare/table.py", False),
+                                  ("train/loop.py", True), ("compare/baselines/__init__.py", True)):
+        with open(copy / module, "a") as f:
+            f.write("\n# an edit\n")
+        fingerprints.append(code_fingerprint.__wrapped__(copy))
+        assert (fingerprints[-1] != fingerprints[-2]) == changes_units, module
