@@ -96,7 +96,7 @@ def merge_from_args(args: argparse.Namespace, argv: Sequence[str]) -> None:
     if not args.out:
         raise AdcError("--merge needs --out: the folder to write the merged comparison to")
     run_merge([Path(absolute(f)) for f in args.merge], Path(absolute(args.out)),
-              " ".join(["python -m adc_dist.compare", *map(shlex.quote, argv)]), quiet=args.quiet)
+              " ".join(["python -m adc_dist.compare", *map(shlex.quote, argv)]), quiet=args.quiet, names=args.merge)
 
 
 def settings_from_args(args: argparse.Namespace, argv: Sequence[str]) -> Settings:

@@ -171,8 +171,10 @@ def merge_outputs(outputs: list[Output], log: Callable[[str], Any] = print) -> O
     return merged
 
 
-def run_merge(folders: list[Path], out: Path, command: str, quiet: bool = False) -> None:
-    """Read the finished comparisons in ``folders``, merge them, write the outputs to ``out``."""
+def run_merge(folders: list[Path], out: Path, command: str, quiet: bool = False,
+              names: list[str] | None = None) -> None:
+    """Read the finished comparisons in ``folders``, merge them, write the outputs to ``out``;
+    ``names``: the folders as the user wrote them, for the report."""
     from adc_dist.compare.report import write_outputs
     from adc_dist.compare.runner import Collected, Settings
 
@@ -198,8 +200,8 @@ def run_merge(folders: list[Path], out: Path, command: str, quiet: bool = False)
         methods=[x for x in cm.METHODS if x in set(m.results["method"])], out=out, work=out / "tmp-work",
         adc=first["adc"], mf=first["mf"], balancing=bool(studies - {"main"}), main_finals="main" in studies,
         command=command, sources=[o.settings["command"] for o in outputs])
-    produced = "Merged by `{}` from {} comparisons of the same protocol: {}".format(
-        command, len(outputs), "; ".join(f"`{o.folder}` (`{o.settings['command']}`)" for o in outputs))
+    inputs = "; ".join(f"`{name}` (`{o.settings['command']}`)" for name, o in zip(names or folders, outputs))
+    produced = f"Merged by `{command}` from {len(outputs)} comparisons of the same protocol: {inputs}"
     collected = Collected(rows=m.results.to_dict("records"), per_user=[m.per_user],
                           histories=[m.histories] if len(m.histories) else [], tuning=m.tuning.to_dict("records"))
     write_outputs(collected, settings, wall_s=time.perf_counter() - t0, produced=produced, log=log)

@@ -70,7 +70,7 @@ def test_two_runs_merged_give_the_one_runs_tables_and_paired_tests(parts):
     assert "adc_static" in set(got["method_b"]) and "adc_gradnorm" not in PART["b"]
     md = (out / "results.md").read_text()
     assert md.startswith("# ADC against baselines: results\n\nMerged by `python -m adc_dist.compare --merge")
-    assert "(`python -m adc_dist.compare --methods popularity,bpr_mf,adc_gradnorm`)" in md
+    assert f"`{parts / 'a'}` (`python -m adc_dist.compare --methods popularity,bpr_mf,adc_gradnorm`)" in md
     assert "Seeds [0]" in md and "validation budget 2 configurations" in md
     assert "## Paired tests on the cut domain: ADC GradNorm against the best other method" in md
     settings = json.loads((out / "settings.json").read_text())
