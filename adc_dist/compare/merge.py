@@ -14,7 +14,8 @@ refuses otherwise:
   are the same. The first input's copy is kept.
 
 Every input needs its ``per_user.parquet``: the paired tests read it (files over 1 MB are
-not committed; a comparison rerun with its ``--work`` cache writes it again in seconds).
+not committed; a comparison rerun with its ``--work`` cache, on the same code, writes it again
+in seconds).
 """
 
 from __future__ import annotations
@@ -92,8 +93,8 @@ def read_output(folder: Path) -> Output:
             frames[name] = pd.DataFrame()
         elif name == "per_user":
             raise AdcError(f"{path} is missing: the paired tests need every input's per-user metrics (a file over "
-                           "1 MB is not committed to git; rerunning that comparison with its --work cache writes it "
-                           "again without training)")
+                           "1 MB is not committed to git; rerunning that comparison with its --work cache, on the same "
+                           "code, writes it again without training)")
         else:
             raise AdcError(f"{path} is missing: {folder} is not a finished comparison's output")
     return Output(folder, settings, frames["results"], frames["per_user"], frames["tuning"], frames["histories"])
@@ -109,7 +110,7 @@ def _check_protocol(first: Output, other: Output) -> None:
     a, b = _protocol(first.settings), _protocol(other.settings)
     for key in PROTOCOL:
         if a[key] != b[key]:
-            raise AdcError(f"cannot merge {other.folder} into {first.folder}: their {key} differ ({b[key]} against "
+            raise AdcError(f"cannot merge {other.folder} into {first.folder}: {key!r} differs ({b[key]} against "
                            f"{a[key]}); merged tables would compare methods run under different protocols")
 
 

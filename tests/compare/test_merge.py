@@ -94,7 +94,7 @@ def test_a_unit_with_other_per_user_metrics_is_refused_and_nothing_written(parts
 def test_other_protocols_and_incomplete_inputs_are_refused(parts):
     md = parts / "b" / "results.md"
     md.write_text(md.read_text().replace("validation budget 2", "validation budget 3"))
-    with pytest.raises(AdcError, match=r"their budget differ \(3 against 2\)"):
+    with pytest.raises(AdcError, match=r"'budget' differs \(3 against 2\)"):
         main(["--merge", str(parts / "a"), str(parts / "b"), "--out", str(parts / "ab")])
     (parts / "a" / "per_user.parquet").unlink()
     with pytest.raises(AdcError, match=r"per_user.parquet is missing: the paired tests need"):
