@@ -30,11 +30,11 @@ from typing import Any, Callable
 import pandas as pd
 
 from adc_dist.compare import methods as cm
+from adc_dist.compare.table import METRICS
 from adc_dist.errors import AdcError
 from adc_dist.train.run_dir import read_parquet
 
 UNIT = ["study", "task", "method", "seed"]
-METRICS = [f"{m}@{k}" for m in ("ndcg", "recall") for k in cm.KS]
 # Per-user metrics of a unit held twice may differ by float32 storage rounding only.
 SAME_TOLERANCE = 1e-6
 # Settings that must agree; tasks and methods may differ (that is what a merge adds).
@@ -51,13 +51,6 @@ class Output:
     per_user: pd.DataFrame
     tuning: pd.DataFrame
     histories: pd.DataFrame
-
-
-def settings_record(settings) -> dict[str, Any]:
-    """What ``settings.json`` holds: the protocol of a comparison, enough to merge it later."""
-    return {"command": settings.command, "tasks": list(settings.tasks), "methods": list(settings.methods),
-            "seeds": list(settings.seeds), "budget": settings.budget, "adc": settings.adc, "mf": settings.mf,
-            "balancing": settings.balancing, "main_finals": settings.main_finals, "sources": list(settings.sources)}
 
 
 def _settings_from_report(folder: Path) -> dict[str, Any]:
@@ -135,8 +128,8 @@ def _only(df: pd.DataFrame, units: set[str], keep: bool, columns: list[str] = UN
 def _check_same(unit: str, kept: pd.DataFrame, other: pd.DataFrame, first: Path, second: Path) -> None:
     """A unit held by two inputs: the same users and, within rounding, the same per-user metrics."""
     keys = ["domain", "user"]
-    a = kept.set_index(keys)[METRICS].sort_index()
-    b = other.set_index(keys)[METRICS].sort_index()
+    a = kept.set_index(keys)[list(METRICS)].sort_index()
+    b = other.set_index(keys)[list(METRICS)].sort_index()
     if not a.index.equals(b.index):
         raise AdcError(f"cannot merge: {unit} is in {first} and {second} with different test users ({len(a)} "
                        f"against {len(b)} rows): the two comparisons did not use the same split")

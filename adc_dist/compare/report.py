@@ -26,7 +26,6 @@ from typing import Any, Callable
 import pandas as pd
 
 from adc_dist.compare import figures as figs
-from adc_dist.compare.merge import settings_record
 from adc_dist.compare.methods import COLD_MAX_TRAIN_ITEMS
 from adc_dist.compare.table import METHOD_LABELS, METRICS, markdown_table, significance_table
 from adc_dist.train.run_dir import write_bytes, write_parquet
@@ -192,7 +191,7 @@ def write_outputs(collected, settings, *, wall_s: float, reused: int = 0, comput
     if len(sig):
         write_parquet(str(out / "significance.parquet"), sig)
     # The protocol, for a later --merge with another comparison (adc_dist.compare.merge).
-    write_bytes(str(out / "settings.json"), json.dumps(settings_record(settings), indent=1, default=str).encode())
+    write_bytes(str(out / "settings.json"), json.dumps(settings.record(), indent=1, default=str).encode())
     report = report_markdown(res, sig, tuning, settings, wall_s, reused, computed, per_user, produced)
     write_bytes(str(out / "results.md"), report.encode())
 

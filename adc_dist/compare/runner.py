@@ -51,6 +51,12 @@ class Settings:
     command: str = ""
     sources: list[str] = field(default_factory=list)  # a merge's input commands (adc_dist.compare.merge)
 
+    def record(self) -> dict[str, Any]:
+        """What ``settings.json`` holds: the protocol of a comparison, enough to merge it later."""
+        return {"command": self.command, "tasks": list(self.tasks), "methods": list(self.methods),
+                "seeds": list(self.seeds), "budget": self.budget, "adc": self.adc, "mf": self.mf,
+                "balancing": self.balancing, "main_finals": self.main_finals, "sources": list(self.sources)}
+
 
 @dataclass
 class Collected:

@@ -301,9 +301,10 @@ class ADC(nn.Module):
         of a dense table costs a backward of its own that scatters its rows into a zero
         [n, d] table, the two tables then added into ``.grad``. Sharing the rows sums both
         uses' gradients at batch size, and the table's backward runs once: 6-12 % less CPU
-        per step of the default model (docs/performance.md, "One lookup per table and step"). Each call still returns a view of its own,
-        so a gradient taken at one lookup's output (GradNorm's tapped rows of P) does not
-        include the other's. Outside the context every lookup is a plain one.
+        per step of the default model (docs/performance.md, "One lookup per table and
+        step"). Each call still returns a view of its own, so a gradient taken at one
+        lookup's output (GradNorm's tapped rows of P) does not include the other's. Outside
+        the context every lookup is a plain one.
         """
         self._step_lookups = []
         try:
