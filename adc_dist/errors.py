@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+import signal
 import sys
-from typing import Callable, NoReturn
+import threading
+from typing import Callable, Iterator, NoReturn
 
 # The longest error line a user sees (``error: `` included): enough for a path and a hint, and bounded even when a
 # message quotes a huge input (a YAML alias bomb once gave an 8 MB message).
@@ -58,8 +61,46 @@ def raise_user_error(exc: BaseException) -> NoReturn:
     raise exc
 
 
+_ctrl_c_seen = False
+
+
+def _note_ctrl_c(signum: int, frame: object) -> None:
+    """Python's own SIGINT handler (raise KeyboardInterrupt), remembering that it ran."""
+    global _ctrl_c_seen
+    _ctrl_c_seen = True
+    signal.default_int_handler(signum, frame)
+
+
+@contextlib.contextmanager
+def _ctrl_c_watched() -> Iterator[None]:
+    """Remember a Ctrl-C even when the KeyboardInterrupt it raises does not survive: one that
+    lands inside an import can come out as another exception (CPython 3.11 turned one raised
+    while ``from urllib3.util.ssl_ import DEFAULT_CIPHERS`` failed, in Tune's import of
+    tensorboardX, into ``TypeError: expected a message argument``). Only where Python's default
+    handler is installed: a handler someone else set is theirs (Tune's, during a sweep, puts
+    this one back when the sweep ends)."""
+    global _ctrl_c_seen
+    ours = threading.current_thread() is threading.main_thread() and \
+        signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    if ours:
+        signal.signal(signal.SIGINT, _note_ctrl_c)
+    try:
+        yield
+    finally:
+        if ours:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        _ctrl_c_seen = False
+
+
+def interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` is the user's Ctrl-C: a KeyboardInterrupt, or, inside :func:`run_cli`,
+    whatever a Ctrl-C turned into on its way up."""
+    return isinstance(exc, KeyboardInterrupt) or _ctrl_c_seen
+
+
 def run_cli(main: Callable[[], int | None]) -> NoReturn:
-    """Run ``main``: an :class:`AdcError` becomes one ``error: ...`` line on stderr and exit 2.
+    """Run ``main``: an :class:`AdcError` becomes one ``error: ...`` line on stderr and exit 2,
+    a Ctrl-C ``interrupted`` and exit 130.
 
     The path variables (ADC_DATA_ROOT, ...) are made absolute first, against the directory
     the command was typed in (adc_dist.inputs.paths): Ray's workers run elsewhere.
@@ -67,17 +108,23 @@ def run_cli(main: Callable[[], int | None]) -> NoReturn:
     from adc_dist.inputs.paths import absolutize_env
 
     absolutize_env()
+    with _ctrl_c_watched():
+        code = _main_or_exit(main)
+    sys.exit(code or 0)
+
+
+def _main_or_exit(main: Callable[[], int | None]) -> int | None:
+    """``main()``'s exit code, or the exit of a Ctrl-C (130) or a user error (2); a bug goes on up."""
     try:
-        code = main()
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+        return main()
     except BaseException as e:  # noqa: BLE001 - an AdcError wrapped by Ray is still the user's error
         if isinstance(e, SystemExit):
             raise
+        if interrupted(e):
+            print("interrupted", file=sys.stderr)
+            sys.exit(130)
         found = find_adc_error(e)
         if found is None:
             raise
         print(f"error: {one_line(found, MAX_LINE - len('error: '))}", file=sys.stderr)
         sys.exit(2)
-    sys.exit(code or 0)

@@ -44,7 +44,7 @@ from typing import Sequence
 from adc_dist.cli.argparser import Parser
 from adc_dist.compare import methods as cm
 from adc_dist.compare.runner import ADC_FIXED, MF_FIXED, Comparison, Settings
-from adc_dist.errors import AdcError
+from adc_dist.errors import AdcError, interrupted
 from adc_dist.inputs.paths import absolute, absolutize_env
 
 QUICK = {"tasks": "amazon-music-video", "budget": 2, "seeds": 2,
@@ -164,7 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{platform.node()} ({os.cpu_count()} CPUs); cache {s.work}")
     try:
         c.run()
-    except KeyboardInterrupt:
+    except BaseException as e:  # noqa: BLE001 - a Ctrl-C may arrive as another exception (errors.interrupted)
+        if not interrupted(e):
+            raise
         # run_cli prints "interrupted" and exits 130; what finished is in the cache.
         print(f"compare stopped: {c.computed} unit(s) finished in this run are cached under {s.work}; "
               "run the same command again to continue", file=sys.stderr, flush=True)
