@@ -22,6 +22,10 @@ def init_kwargs(verbose: bool) -> dict[str, Any]:
         # A new local Ray turns token auth on (RAY_AUTH_MODE unset) and warns that it did;
         # setting the mode instead would skip writing the token, and the GCS would not start.
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+        # On a loaded box Tune warns that handling a trial's result took over 0.5 s, "a performance
+        # bottleneck": our trials report once an epoch (minutes apart), so it is noise between
+        # the comparison's and the sweep's own lines.
+        logging.getLogger("ray.tune.utils.util").setLevel(logging.ERROR)
     return {"log_to_driver": verbose, "logging_level": logging.INFO if verbose else logging.WARNING}
 
 
