@@ -41,6 +41,9 @@ SAME_TOLERANCE = 1e-6
 PROTOCOL = ("seeds", "budget", "adc", "mf")
 # ADC settings that say where, not how: not part of the protocol.
 LOCAL_ADC_KEYS = ("data_root",)
+# The methods whose units a setting reaches: a comparison that ran none of them did not use it,
+# so it cannot disagree (a run of the baselines alone merges with ADC runs of any epochs).
+USED_BY = {"adc": set(cm.ADC_METHODS), "mf": set(cm.BASELINE_METHODS)}
 
 
 @dataclass
@@ -99,10 +102,15 @@ def _protocol(settings: dict[str, Any]) -> dict[str, Any]:
     return p
 
 
+def _uses(o: Output, key: str) -> bool:
+    """Whether comparison ``o`` ran a method that ``key``'s settings reach."""
+    return key not in USED_BY or bool(set(o.results["method"].astype(str)) & USED_BY[key])
+
+
 def _check_protocol(first: Output, other: Output) -> None:
     a, b = _protocol(first.settings), _protocol(other.settings)
     for key in PROTOCOL:
-        if a[key] != b[key]:
+        if _uses(first, key) and _uses(other, key) and a[key] != b[key]:
             raise AdcError(f"cannot merge {other.folder} into {first.folder}: {key!r} differs ({b[key]} against "
                            f"{a[key]}); merged tables would compare methods run under different protocols")
 
@@ -155,8 +163,11 @@ def merge_outputs(outputs: list[Output], log: Callable[[str], Any] = print) -> O
                 + ", ".join(sorted(set(other.per_user.loc[theirs.isin(shared), "method"].astype(str)))))
         # Tuning rows are per study x task x method (no seed): those already present stay.
         tuned = set(_keys(merged.tuning, ["study", "task", "method"]))
+        # The settings of the input that used them (the first, when both did: they agree).
+        settings = {**merged.settings, **{k: other.settings[k] for k in USED_BY
+                                          if not _uses(merged, k) and _uses(other, k)}}
         merged = Output(
-            merged.folder, merged.settings,
+            merged.folder, settings,
             pd.concat([merged.results, _only(other.results, shared, False)], ignore_index=True),
             pd.concat([merged.per_user, _only(other.per_user, shared, False)], ignore_index=True),
             pd.concat([merged.tuning, _only(other.tuning, tuned, False, ["study", "task", "method"])],
@@ -192,7 +203,7 @@ def run_merge(folders: list[Path], out: Path, command: str, quiet: bool = False,
     settings = Settings(
         tasks=list(dict.fromkeys(m.results["task"])), seeds=first["seeds"], budget=first["budget"],
         methods=[x for x in cm.METHODS if x in set(m.results["method"])], out=out, work=out / "tmp-work",
-        adc=first["adc"], mf=first["mf"], balancing=bool(studies - {"main"}), main_finals="main" in studies,
+        adc=m.settings["adc"], mf=m.settings["mf"], balancing=bool(studies - {"main"}), main_finals="main" in studies,
         command=command, sources=[o.settings["command"] for o in outputs])
     inputs = "; ".join(f"`{name}` (`{o.settings['command']}`)" for name, o in zip(names or folders, outputs))
     produced = f"Merged by `{command}` from {len(outputs)} comparisons of the same protocol: {inputs}"

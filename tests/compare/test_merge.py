@@ -23,7 +23,7 @@ RUN = Path(__file__).resolve().parents[2] / "results" / "sparse-balancing-budget
 PART = {"a": ["popularity", "bpr_mf", "adc_gradnorm"], "b": ["popularity", "bpr_mf", "cmf", "adc_equal", "adc_static"]}
 
 
-def _write_part(folder: Path, methods: list[str], *, settings: bool) -> None:
+def _write_part(folder: Path, methods: list[str], *, settings: bool, adc_epochs: int = 30) -> None:
     folder.mkdir()
     for name in ("results", "per_user", "tuning", "histories"):
         df = pd.read_parquet(RUN / f"{name}.parquet")
@@ -32,7 +32,7 @@ def _write_part(folder: Path, methods: list[str], *, settings: bool) -> None:
     if settings:  # what compare writes now; the other part is read from its results.md, as older outputs are
         (folder / "settings.json").write_text(json.dumps({
             "command": "python -m adc_dist.compare --methods " + ",".join(methods), "seeds": [0], "budget": 2,
-            "adc": {"epochs": 30, "eval_every": 1, "patience": 3, "topk": [10, 20], "early_stop_metric": "ndcg@10",
+            "adc": {"epochs": adc_epochs, "eval_every": 1, "patience": 3, "topk": [10, 20], "early_stop_metric": "ndcg@10",
                     "data_root": "/elsewhere"},  # where the data was is not part of the protocol
             "mf": {"epochs": 60, "eval_every": 5, "patience": 2, "batch_size": 4096}}))
 
@@ -102,6 +102,19 @@ def test_other_protocols_and_incomplete_inputs_are_refused(parts):
     with pytest.raises(AdcError, match="--out .* is one of the inputs"):
         main(["--merge", str(parts / "a"), str(parts / "b"), "--out", str(parts / "b")])
     assert not (parts / "ab").exists()
+
+
+def test_adc_settings_bind_only_comparisons_that_trained_an_adc_method(parts):
+    """A run of the baselines alone never used its ADC settings: it merges with an ADC run of other
+    epochs, and the merge records the ADC run's; two runs that both trained ADC must agree."""
+    _write_part(parts / "baselines", ["popularity", "bpr_mf", "cmf"], settings=True, adc_epochs=60)
+    main(["--merge", str(parts / "baselines"), str(parts / "a"), "--out", str(parts / "merged"), "--quiet"])
+    settings = json.loads((parts / "merged" / "settings.json").read_text())
+    assert settings["adc"]["epochs"] == 30 and settings["methods"] == ["popularity", "bpr_mf", "cmf", "adc_gradnorm"]
+    _write_part(parts / "equal60", ["popularity", "bpr_mf", "adc_equal"], settings=True, adc_epochs=60)
+    with pytest.raises(AdcError, match=r"'adc' differs \(\{'epochs': 60"):
+        main(["--merge", str(parts / "merged"), str(parts / "equal60"), "--out", str(parts / "again")])
+    assert not (parts / "again").exists()
 
 
 @pytest.mark.parametrize("argv, message", [
