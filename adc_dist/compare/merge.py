@@ -198,10 +198,9 @@ def run_merge(folders: list[Path], out: Path, command: str, quiet: bool = False,
         for c in ("study", "task", "method", "domain"):
             if c in df:
                 df[c] = df[c].astype(str)
-    first = outputs[0].settings
     studies = set(m.results["study"])
     settings = Settings(
-        tasks=list(dict.fromkeys(m.results["task"])), seeds=first["seeds"], budget=first["budget"],
+        tasks=list(dict.fromkeys(m.results["task"])), seeds=m.settings["seeds"], budget=m.settings["budget"],
         methods=[x for x in cm.METHODS if x in set(m.results["method"])], out=out, work=out / "tmp-work",
         adc=m.settings["adc"], mf=m.settings["mf"], balancing=bool(studies - {"main"}), main_finals="main" in studies,
         command=command, sources=[o.settings["command"] for o in outputs])
