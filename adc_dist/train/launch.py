@@ -1,4 +1,4 @@
-"""Train ADC data-parallel with Ray Train: ``python -m adc_dist.train``.
+r"""Train ADC data-parallel with Ray Train: ``python -m adc_dist.train``.
 
     python -m adc_dist.train                                   # amazon-book-music, local Ray, CPU
     python -m adc_dist.train --task amazon-dvd-video --epochs 30 --gamma 1.0

@@ -1,4 +1,4 @@
-"""Sweep ADC's hyper-parameters with Ray Tune: ``python -m adc_dist.tune``.
+r"""Sweep ADC's hyper-parameters with Ray Tune: ``python -m adc_dist.tune``.
 
     python -m adc_dist.tune --space tune_spaces/paper.yaml --tasks six
     python -m adc_dist.tune --space tune_spaces/random.yaml --tasks amazon-book-music \

@@ -3,6 +3,7 @@ that say which source (flag, --set, file) a bad value came from -- all before to
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -184,3 +185,25 @@ def test_help_works_without_importing_torch_or_ray(module):
             f"print(sorted(m for m in ('torch', 'ray') if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert "usage:" in proc.stdout and proc.stdout.split()[-3:] == ["exit", "0", "[]"], proc.stdout[-500:] + proc.stderr
+
+
+@pytest.mark.parametrize("module", ["adc_dist.train.launch", "adc_dist.tune.driver", "adc_dist.compare.driver"])
+def test_help_examples_are_commands_the_parser_takes(module):
+    """The --help examples, copied into a shell, run: a continued line keeps its backslash (a
+    plain docstring once joined them into one line with a run of spaces), and every
+    ``python -m <this command>`` example parses with the command's own flags."""
+    import importlib
+    import shlex
+
+    mod = importlib.import_module(module)
+    parser = mod.build_parser()
+    epilog = parser.epilog
+    command = f"python -m {parser.prog.split()[-1]}"
+    assert all(not re.search(r"\S {3,}--", line) for line in epilog.splitlines()), epilog
+    examples = [line.split("#")[0].strip() for line in epilog.replace("\\\n", " ").splitlines()
+                if command + " " in line or line.strip() == command]
+    examples = [e for e in examples if "..." not in e]  # "... --set d=100": a fragment, not a command
+    assert len(examples) >= 3, epilog
+    for example in examples:
+        argv = shlex.split(example.split(command, 1)[1])
+        parser.parse_args(argv)  # an unknown flag or bad value raises
