@@ -78,6 +78,10 @@ class FinalRun:
     history: pd.DataFrame  # long: epoch, domain, loss, weight, valid_ndcg10 (empty for baselines)
     best_epoch: float | None
     seconds: float
+    # A tuning run (ADC): its validation NDCG@10, mean over domains at the best epoch -- what
+    # the tuning chose on. The comparison reuses a tuning run as the final run of the same
+    # config and seed (Comparison.tuned_key).
+    valid: float | None = None
 
 
 # ----------------------------------------------------------------------------- baselines
@@ -133,29 +137,30 @@ def adc_final(cfg, run_root: Path, domains: tuple[str, ...], method: str) -> Fin
 
     ``mlp_single`` trains one run per domain (``domains=[d]``) and joins their results.
     """
-    from adc_dist.train.launch import run
-
     t0 = time.perf_counter()
-    per_user, history, best = [], [], []
-    for doms in ([[d] for d in domains] if method == "mlp_single" else [None]):
-        c = cfg.replace(domains=doms, name=f"{cfg.name}{'-' + doms[0] if doms else ''}",
-                        storage_path=str(run_root), num_workers=1)
-        remove_tree(run_root / c.name)  # a run interrupted earlier starts afresh
-        summary = run(c, local=True, quiet=True, per_user=True)
-        per_user.append(summary.per_user)
-        history.append(long_history(summary.history))
-        best.append(summary.final["best_epoch"])
-    return FinalRun(pd.concat(per_user, ignore_index=True), pd.concat(history, ignore_index=True),
-                    float(sum(best)) / len(best), time.perf_counter() - t0)
+    runs = [_adc_run(cfg, run_root, doms) for doms in ([[d] for d in domains] if method == "mlp_single" else [None])]
+    return FinalRun(pd.concat([r.per_user for r in runs], ignore_index=True),
+                    pd.concat([long_history(r.history) for r in runs], ignore_index=True),
+                    float(sum(r.final["best_epoch"] for r in runs)) / len(runs), time.perf_counter() - t0)
 
 
-def adc_valid(cfg, run_root: Path) -> float:
-    """Validation NDCG@10 (mean over domains, best epoch) of one ADC run, in-process."""
+def adc_tuning_run(cfg, run_root: Path) -> FinalRun:
+    """One ADC tuning run, in-process: its validation score (``valid``, what the tuning chooses
+    on) and, exactly as a final run of the same config would give them, its per-user test
+    metrics and history."""
+    t0 = time.perf_counter()
+    r = _adc_run(cfg, run_root, None)
+    return FinalRun(r.per_user, long_history(r.history), float(r.final["best_epoch"]), time.perf_counter() - t0,
+                    valid=float(r.final[f"best_{_valid_key('mean')}"]))
+
+
+def _adc_run(cfg, run_root: Path, domains: list[str] | None):
     from adc_dist.train.launch import run
 
-    remove_tree(run_root / cfg.name)
-    summary = run(cfg.replace(storage_path=str(run_root), num_workers=1), local=True, quiet=True)
-    return float(summary.final[f"best_{_valid_key('mean')}"])
+    c = cfg.replace(domains=domains, name=f"{cfg.name}{'-' + domains[0] if domains else ''}",
+                    storage_path=str(run_root), num_workers=1)
+    remove_tree(run_root / c.name)  # a run interrupted earlier starts afresh
+    return run(c, local=True, quiet=True, per_user=True)
 
 
 def long_history(history: pd.DataFrame) -> pd.DataFrame:
@@ -168,6 +173,16 @@ def long_history(history: pd.DataFrame) -> pd.DataFrame:
                              "weight": history[f"weight_{d}"]})
         part["valid_ndcg10"] = history[key(d)] if key(d) in history else float("nan")
         rows.append(part)
+    return pd.concat(rows, ignore_index=True)
+
+
+def tune_history(history: pd.DataFrame, domains: list[str]) -> pd.DataFrame:
+    """A Tune trial's history (history.parquet rows, maps as dicts) in ``long_history``'s form."""
+    key = _valid_key
+    rows = [pd.DataFrame({"epoch": history["epoch"].to_numpy(), "domain": d,
+                          "loss": [m.get(d, float("nan")) for m in history["loss"]],
+                          "weight": [m.get(d, float("nan")) for m in history["weight"]],
+                          "valid_ndcg10": [m.get(key(d), float("nan")) for m in history["valid"]]}) for d in domains]
     return pd.concat(rows, ignore_index=True)
 
 

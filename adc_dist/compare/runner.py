@@ -73,6 +73,15 @@ def _slug(task_name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", task_name).strip("-")
 
 
+def _plain(v: Any) -> Any:
+    """A trials.parquet value as the config had it: arrays as lists, NaN as None, numpy scalars as Python."""
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return [_plain(x) for x in v]
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return None
+    return v.item() if isinstance(v, np.generic) else v
+
+
 def _call(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
     """A unit of work in a Ray worker: one thread (the units are small; threads spin on a busy box)."""
     import torch
@@ -198,8 +207,9 @@ class Comparison:
         return {k: v for k, v in every.items() if k not in ("name", "storage_path", "data_root")}
 
     def sweep(self, name: str, task: str, fixed: dict[str, Any], search: dict[str, list[Any]]) -> pd.DataFrame:
-        """Run one Ray Tune grid sweep (adc_dist.tune) and return its trials (config + valid_score)."""
-        from adc_dist.tune.results import load_results
+        """Run one Ray Tune grid sweep (adc_dist.tune) and return its trials (config + valid_score).
+        Every trial is also kept as a tuned run (``tuned_key``), for the final run it repeats."""
+        from adc_dist.tune.results import load_per_user, load_results
         from adc_dist.tune.search_space import parse_space
         from adc_dist.tune.driver import run_sweep
 
@@ -213,15 +223,30 @@ class Comparison:
             self.start_ray()
             uri = run_sweep(parse_space(raw, where=f"compare sweep {name}"), [task], name=name,
                             storage=str(storage), scheduler="fifo", quiet=True, seed=0, bar=not self.s.quiet,
-                            interrupt_raises=True)  # Tune swallows Ctrl-C; the comparison must stop
-            trials = load_results(uri).trials
+                            interrupt_raises=True, per_user=True)  # Tune swallows Ctrl-C; the comparison must stop
+            res = load_results(uri)
+            trials = res.trials
             bad = trials[trials["status"] != "ok"]
             if len(bad) or len(trials) != n:
                 err = bad["error"].iloc[0] if len(bad) else f"{len(trials)} of {n} trials reported"
                 raise AdcError(f"tune sweep {name} failed: {err}")
+            for _, t in trials.iterrows():
+                cfg = self.adc_cfg(**fixed, task=task, **{k: _plain(t[k]) for k in search})
+                history = res.history[res.history["trial_id"] == t["trial_id"]].sort_values("epoch")
+                self._store(self._unit(self.tuned_key(cfg)), cm.FinalRun(
+                    load_per_user(uri, t["trial_id"]), cm.tune_history(history, list(t["task_domains"])),
+                    float(t["best_epoch"]), float(t["wall_time_s"]), valid=float(t["valid_score"])))
             return trials[[*search, "valid_score", "best_epoch", "wall_time_s"]].copy()
 
         return self.memo({"sweep": name, "task": task, "fixed": fixed, "search": search, "adc": self.adc_key()}, go)
+
+    def tuned_key(self, cfg) -> dict[str, Any]:
+        """The cache key of the tuning run of ``cfg`` (a TrainConfig): its whole config but the run's
+        name and place. A final run of the same config and seed trains exactly that run (same
+        code, data, seed, one thread: in the cap-60 balancing run all 18 final runs had their
+        tuning run's best validation NDCG@10 to the sixth digit), so ``finals`` takes its test
+        metrics from it instead of training it again (with one seed, ~40 % of a task's time)."""
+        return {"tuned_run": {k: v for k, v in cfg.to_dict().items() if k not in ("name", "storage_path", "data_root")}}
 
     def record_tuning(self, study: str, task: str, method: str, config: dict[str, Any], valid: float) -> None:
         self.out.tuning.append({"study": study, "task": task, "method": method, "config": json.dumps(config),
@@ -318,10 +343,10 @@ class Comparison:
             jobs = []
             for i, v in enumerate(values):
                 cfg = self.adc_cfg(**fixed, task=task_name, **{key: v}, name=f"{name}-{i}")
-                jobs.append(({"static": name, "cfg": cfg.to_dict()}, cm.adc_valid,
+                jobs.append((self.tuned_key(cfg), cm.adc_tuning_run,
                              {"cfg": cfg, "run_root": (self.s.work / "runs").resolve()}))
             self.log(f"  tuning {name}: {len(jobs)} runs ({key} in {values})")
-            scores = self.parallel(jobs)
+            scores = [fr.valid for fr in self.parallel(jobs)]
         else:
             t = self.sweep(name, task_name, fixed, {key: values})
             values = [[float(x) for x in v] if key == "static_weights" else float(v) for v in t[key]]
@@ -337,7 +362,7 @@ class Comparison:
                extra: dict[str, Any] | None = None) -> None:
         """Every method's tuned config with every seed, tested; ADC runs first (the longest)."""
         extra = extra or {}
-        jobs = []
+        jobs, tuned = [], []
         for m in sorted(best, key=lambda m: m not in cm.ADC_METHODS):
             for seed in self.s.seeds:
                 key = {"final": m, "task": task_name, "seed": seed, "config": best[m], "extra": extra,
@@ -349,6 +374,10 @@ class Comparison:
                 else:
                     run_name = f"{_slug(task_name)}-{m}-s{seed}-{_digest(key)[:8]}"
                     cfg = self.adc_cfg(task=task_name, seed=seed, name=run_name, **best[m], **extra)
+                    path = self._unit(self.tuned_key(cfg))
+                    if m != "mlp_single" and unit_cache.is_cached(path):  # mlp_single: one run per domain
+                        tuned.append((key, self._load(path)))
+                        continue
                     jobs.append((key, cm.adc_final, {"cfg": cfg, "run_root": (self.s.work / "runs").resolve(),
                                                      "domains": domains, "method": m}))
 
@@ -356,7 +385,9 @@ class Comparison:
             score = fr.per_user.groupby("domain")["ndcg@10"].mean().mean()
             return f"{key['final']} seed {key['seed']}: test ndcg@10 {score:.4f} in {fr.seconds:.0f}s"
 
-        for (key, _, _), fr in zip(jobs, self.parallel(jobs, what)):
+        for key, fr in tuned:
+            self.log(f"    {what(key, fr)}: its tuning run (same config and seed)")
+        for key, fr in [*tuned, *zip([k for k, _, _ in jobs], self.parallel(jobs, what))]:
             self.collect(study, task_name, key["final"], key["seed"], best[key["final"]], fr, extra)
 
     def collect(self, study: str, task_name: str, method: str, seed: int, config: dict[str, Any],

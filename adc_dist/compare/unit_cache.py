@@ -1,7 +1,8 @@
 """The comparison's cache of finished work units, in formats that cannot run code.
 
 A unit's value is a number (a validation score), a DataFrame (a sweep's trials) or a
-``FinalRun`` (per-user metrics, history, best epoch, seconds). Each unit is a directory
+``FinalRun`` (per-user metrics, history, best epoch, seconds; a tuning run's also its
+validation score). Each unit is a directory
 ``<work>/units/<digest>/`` holding ``unit.json`` (its kind and scalars) and Parquet files
 for its tables: reading one parses JSON and Parquet, never a pickle, so a cache file from
 shared storage cannot run code. The directory is built under a temporary name and renamed
@@ -38,7 +39,8 @@ def _number(v: Any) -> float | None:
 def _parts(value: Any) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
     """(the JSON part, the tables) of a unit's value."""
     if isinstance(value, FinalRun):
-        return ({"kind": "final", "best_epoch": _number(value.best_epoch), "seconds": float(value.seconds)},
+        return ({"kind": "final", "best_epoch": _number(value.best_epoch), "seconds": float(value.seconds),
+                 "valid": _number(value.valid)},
                 {"per_user": value.per_user, "history": value.history})
     if isinstance(value, pd.DataFrame):
         return {"kind": "frame"}, {"value": value}
@@ -75,7 +77,8 @@ def load(path: Path) -> Any:
         if kind == "frame":
             return frames["value"]
         if kind == "final":
-            return FinalRun(frames["per_user"], frames["history"], meta["best_epoch"], float(meta["seconds"]))
+            return FinalRun(frames["per_user"], frames["history"], meta["best_epoch"], float(meta["seconds"]),
+                            meta.get("valid"))
         raise ValueError(f"unknown kind {kind!r}")
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise AdcError(f"cached work unit {path} is damaged ({str(e).splitlines()[0][:80] if str(e) else e!r}): "

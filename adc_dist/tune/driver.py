@@ -18,7 +18,8 @@ stderr); Ray's own logs stay in its session log files (--verbose shows them). A 
 fails on bad input (an AdcError: bad data, impossible settings) is recorded like any failed
 trial; once the sweep is over the command prints its one `error: ...` line, exit status 2. Each
 trial trains through ``adc_dist.trial.run_trial`` (the loop of ``adc_dist.train``); the
-results land in ``<storage>/<name>/{trials,trial_metrics,history}.parquet`` (docs/tune.md).
+results land in ``<storage>/<name>/{trials,trial_metrics,history}.parquet`` (docs/tune.md), and
+with --per-user each trial's per-user test metrics in ``per_user/<trial_id>.parquet``.
 This module is the Ray edge and the command line; the logic lives in plan, search_space,
 results, trial and hooks.
 """
@@ -101,7 +102,7 @@ def _write_sweep_file(plan: SweepPlan, options: dict[str, Any]) -> None:
                        "seed": plan.seed, "num_workers": plan.num_workers,
                        "cpus_per_worker": plan.space.fixed["cpus_per_worker"],
                        "gpus_per_worker": plan.resources.get("gpu", 1.0 if plan.space.fixed["use_gpu"] else 0.0),
-                       "checkpoint_every": plan.checkpoint_every})
+                       "checkpoint_every": plan.checkpoint_every, "per_user": plan.per_user})
     raw = raw_of(plan.space)
     for key in ("num_workers", "cpus_per_worker", "use_gpu", *sweep["set"]):
         raw["fixed"].pop(key, None)  # re-applied from args / set on resume
@@ -120,6 +121,7 @@ def _fit(plan: SweepPlan, *, quiet: bool, ray_init: dict[str, Any], flush_every_
     from ray import tune
     from ray.tune.search import BasicVariantGenerator
 
+    from adc_dist.tune.records import PER_USER_DIR
     from adc_dist.tune.trial import TrialSettings, run_trial
     from adc_dist.tune.hooks import PerTaskScheduler, SweepCallback, finished_trials, make_asha
     from adc_dist.train.run_dir import slug
@@ -146,7 +148,8 @@ def _fit(plan: SweepPlan, *, quiet: bool, ray_init: dict[str, Any], flush_every_
     train_storage = plan.results.child("train").uri
     skip = frozenset(finished_trials(plan.results.uri, plan.name)) if plan.resume else frozenset()
     settings = TrialSettings(train_storage=train_storage, checkpoint_every=plan.checkpoint_every,
-                             controller_failure_limit=controller_failure_limit, skip_trials=skip)
+                             controller_failure_limit=controller_failure_limit, skip_trials=skip,
+                             per_user_storage=plan.results.child(PER_USER_DIR).uri if plan.per_user else None)
     trainable = tune.with_resources(tune.with_parameters(run_trial, settings=settings), plan.resources)
     exp_path = tune_root.path(plan.experiment)
 
@@ -292,6 +295,8 @@ def build_parser() -> Parser:
                    "samples); results merge into the same Parquet files")
     p.add_argument("--checkpoint-every", type=int, default=1, help="epochs between trial checkpoints "
                    "(what --resume restarts from; 0: never)")
+    p.add_argument("--per-user", action="store_true", dest="per_user",
+                   help="also write each trial's per-user test metrics (per_user/<trial_id>.parquet)")
     p.add_argument("--keep-checkpoints", action="store_true", help="keep finished trials' checkpoints")
     p.add_argument("--dry-run", action="store_true", help="validate and print the plan; start nothing")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -308,7 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    time_budget_s=args.time_budget_s, seed=args.seed, num_workers=args.num_workers,
                    cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker,
                    set_values=parse_set(args.set_values), checkpoint_every=args.checkpoint_every,
-                   keep_checkpoints=args.keep_checkpoints, retry_errored=args.retry_errored)
+                   keep_checkpoints=args.keep_checkpoints, retry_errored=args.retry_errored, per_user=args.per_user)
     if args.dry_run:
         print(plan_sweep(absolute(args.space), args.tasks, **options).describe())
         return 0

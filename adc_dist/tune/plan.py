@@ -50,6 +50,7 @@ class SweepPlan:
     checkpoint_every: int = 1
     keep_checkpoints: bool = False
     retry_errored: bool = False
+    per_user: bool = False  # each trial also writes per_user/<trial_id>.parquet (test, per user)
 
     @property
     def trials(self) -> int:
@@ -91,7 +92,7 @@ def plan_sweep(space: str | os.PathLike | SearchSpace | None = None, tasks: str 
                time_budget_s: float | None = None, seed: int = 0, num_workers: int | None = None,
                cpus_per_worker: float | None = None, gpus_per_worker: float | None = None,
                set_values: dict[str, Any] | None = None, checkpoint_every: int = 1,
-               keep_checkpoints: bool = False, retry_errored: bool = False,
+               keep_checkpoints: bool = False, retry_errored: bool = False, per_user: bool = False,
                prepare_data: bool = True, check_local_resources: bool = True) -> SweepPlan:
     """Validate a sweep completely before Ray starts; raise AdcError on the first problem.
 
@@ -178,6 +179,7 @@ def plan_sweep(space: str | os.PathLike | SearchSpace | None = None, tasks: str 
         max_concurrent, time_budget_s = a["max_concurrent"], a["time_budget_s"]
         num_workers, cpus_per_worker, gpus_per_worker = a["num_workers"], a["cpus_per_worker"], a["gpus_per_worker"]
         checkpoint_every = a["checkpoint_every"]
+        per_user = per_user or a.get("per_user", False)  # a resumed sweep's trials write what the first ones did
         experiment = saved["experiments"][-1]
     else:
         if space is None:
@@ -230,7 +232,7 @@ def plan_sweep(space: str | os.PathLike | SearchSpace | None = None, tasks: str 
                      reduction_factor=float(reduction_factor), max_concurrent=max_concurrent,
                      time_budget_s=time_budget_s, seed=seed, resources=resources, num_workers=nw,
                      checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints,
-                     retry_errored=retry_errored)
+                     retry_errored=retry_errored, per_user=per_user)
 
 
 @contextmanager

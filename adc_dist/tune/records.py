@@ -22,6 +22,7 @@ SCHEMA_VERSION = "1"
 TRIALS_FILE = "trials.parquet"
 HISTORY_FILE = "history.parquet"
 METRICS_FILE = "trial_metrics.parquet"
+PER_USER_DIR = "per_user"  # --per-user: <trial_id>.parquet, the test metrics of every user (evaluate)
 
 # status values of trials.parquet
 OK, STOPPED, ERROR = "ok", "stopped", "error"

@@ -10,6 +10,7 @@ A results directory (a local path or any pyarrow filesystem URI, e.g.
                            x domain): the tidy form for pandas / DuckDB / Spark.
 ``history.parquet``        one row per trial per epoch: losses, domain weights and
                            validation metrics as maps keyed by domain / metric name.
+``per_user/<trial_id>.parquet``  (``--per-user``) a trial's test metrics per user and domain.
 
 Why maps and a long table instead of ``test_ndcg10_<domain>`` columns: tasks have
 different domains, so per-domain columns would change the schema from task to task.
@@ -40,7 +41,8 @@ import pyarrow.parquet as pq
 
 from adc_dist.errors import AdcError
 from adc_dist.tune.records import (HISTORY_FILE, HISTORY_KEY, HISTORY_SCHEMA, METRICS_FILE, METRICS_KEY,
-                                   METRICS_SCHEMA, TRIALS_FILE, TRIALS_KEY, TRIALS_SCHEMA, TrialRecord)
+                                   METRICS_SCHEMA, PER_USER_DIR, TRIALS_FILE, TRIALS_KEY, TRIALS_SCHEMA,
+                                   TrialRecord)
 
 
 # ------------------------------------------------------------------------- tables
@@ -268,3 +270,12 @@ def load_results(uri: str | os.PathLike) -> Results:
                 df[f.name] = [dict(v) if v is not None else {} for v in df[f.name]]
         out.append(df)
     return Results(*out)
+
+
+def load_per_user(uri: str | os.PathLike, trial_id: str) -> "Any":
+    """A trial's per-user test metrics (a sweep run with ``--per-user``), as a DataFrame."""
+    storage = open_storage(uri).child(PER_USER_DIR)
+    name = f"{trial_id}.parquet"
+    if not storage.exists(name):
+        raise AdcError(f"{storage.uri} has no {name}: was the sweep run with --per-user?")
+    return pq.read_table(storage.path(name), filesystem=storage.fs).to_pandas()

@@ -38,6 +38,9 @@ class TrialSettings:
     checkpoint_every: int = 1  # epochs between checkpoints; 0: never (a resumed trial restarts)
     controller_failure_limit: int | None = None  # tests: 0, so a broken trial fails fast
     skip_trials: frozenset[str] = frozenset()  # --resume: trials the Parquet holds as finished
+    # --per-user: where each trial writes its per-user test metrics, <trial_id>.parquet (the
+    # paired tests of adc_dist.compare need them; the Parquet tables hold means only)
+    per_user_storage: str | None = None
 
 
 class TuneReporter:
@@ -84,11 +87,13 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
         cfg = cfg.replace(data_root=os.environ["ADC_DATA_ROOT"])
     # The trial's Ray Train run is named after the trial: a resumed sweep re-attaches to it.
     cfg = cfg.replace(name=trial_id, storage_path=settings.train_storage)
+    want_per_user = settings.per_user_storage is not None
 
     if cfg.num_workers <= 1:
         from adc_dist.train.loop import fit
 
-        out = fit(cfg.replace(num_workers=1), TuneReporter(settings.checkpoint_every), task=_task_for(cfg))
+        out = fit(cfg.replace(num_workers=1), TuneReporter(settings.checkpoint_every), task=_task_for(cfg),
+                  per_user=want_per_user)
     else:
         from ray.tune.integration.ray_train import TuneReportCallback
 
@@ -98,16 +103,28 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
 
         run = open_storage(settings.train_storage).child(trial_id)
         remove_torn_checkpoints(run.fs, run.root)  # a resumed trial: what a killed worker left half-written
-        trainer = build_trainer(cfg, callbacks=[TuneReportCallback()], quiet=True,
+        trainer = build_trainer(cfg, callbacks=[TuneReportCallback()], quiet=True, per_user=want_per_user,
                                 controller_failure_limit=settings.controller_failure_limit)
         result = trainer.fit()
         if result.error is not None:
             raise result.error
         out = result.return_value
         _remove_train_run(settings.train_storage, trial_id)
+    if want_per_user:
+        write_per_user(settings.per_user_storage, trial_id, out["per_user"])
     final = dict(out["final"])
     last_epoch = out["history"][-1]["epoch"] if out.get("history") else final.get("epochs_run", 0)
     ray.tune.report({**{k: v for k, v in final.items() if _scalar(v)}, "epoch": last_epoch, FINAL: 1})
+
+
+def write_per_user(storage: str, trial_id: str, per_user: Any) -> None:
+    """``<storage>/<trial_id>.parquet``, atomically, before the trial reports its end: a trial the
+    Parquet holds as finished has its file."""
+    import pyarrow as pa
+
+    from adc_dist.tune.results import open_storage
+
+    open_storage(storage).write_table(f"{trial_id}.parquet", pa.Table.from_pandas(per_user, preserve_index=False))
 
 
 # Tune reuses a one-worker trial's process for the next trial: keep the splits it loaded.

@@ -129,6 +129,38 @@ def test_quick_comparison_writes_every_output(tiny_data_root, tmp_path):
     assert settings["adc"]["d"] == 16 and settings["mf"]["epochs"] == 4 and "adc_gradnorm" in settings["methods"]
     # the rerun continued: the baselines' tuning units of the interrupted run came from the cache
     assert re.search(r"\(([1-9]\d*) of \d+ work units were read from the cache", md), md[:600]
+    # A tuned ADC method's seed-0 final run is its tuning run of the same config (Tune trials in
+    # the sweeps, in-process runs for static weights), not trained again: five in the main study,
+    # the re-tuned static and GradNorm in the sparse one (not mlp_single: one run per domain).
+    reused = re.findall(r"(adc_\w+) seed 0: test ndcg@10 \S+ in \d+s: its tuning run", proc.stdout)
+    assert sorted(reused) == sorted(["adc_equal", "adc_static", "adc_uncertainty", "adc_gradnorm", "adc_paper",
+                                     "adc_static", "adc_gradnorm"]), proc.stdout[-3000:]
+    # ... and it is exactly what a final run of that config computes (one from Tune, one in-process)
+    for method in ("adc_gradnorm", "adc_static"):
+        assert_is_a_final_run(out, per_user, method, tmp_path / "rerun")
+
+
+def assert_is_a_final_run(out, per_user, method, run_root) -> None:
+    import torch
+
+    from adc_dist.compare.methods import adc_final
+    from adc_dist.config import from_mapping
+
+    settings = json.loads((out / "settings.json").read_text())
+    row = pd.read_parquet(out / "results.parquet").query("study == 'main' and method == @method and seed == 0")
+    cfg = from_mapping({**settings["adc"], **json.loads(row["config"].iloc[0]), "task": "file:tiny.csv", "seed": 0,
+                        "name": f"rerun-{method}"}, where="test")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the comparison's workers and Tune's one-CPU trials run
+    try:
+        fresh = adc_final(cfg, run_root, ("a", "b"), method).per_user
+    finally:
+        torch.set_num_threads(threads)
+    kept = per_user.query("study == 'main' and method == @method and seed == 0")
+    cols = ["user", "domain", "recall@10", "recall@20", "ndcg@10", "ndcg@20"]
+    pd.testing.assert_frame_equal(kept[cols].sort_values(["domain", "user"]).reset_index(drop=True),
+                                  fresh[cols].sort_values(["domain", "user"]).reset_index(drop=True),
+                                  check_dtype=False, check_categorical=False)
 
 
 def _interrupted_in_the_first_sweep(command, cwd, env) -> None:

@@ -24,7 +24,9 @@ def final_run(data_root) -> cm.FinalRun:
 def test_every_kind_of_unit_reads_back_equal(tmp_path, final_run):
     sweep = pd.DataFrame({"lr": [0.01, 0.003], "domains": [None, ["dvd"]], "valid_score": [0.02, 0.03],
                           "best_epoch": [3, 2], "wall_time_s": [1.5, 2.5]})
-    for i, value in enumerate([0.0213, sweep, final_run, cm.FinalRun(final_run.per_user, pd.DataFrame(), None, 1.0)]):
+    tuning_run = cm.FinalRun(final_run.per_user, final_run.history, 3.0, 2.5, valid=0.2705)
+    for i, value in enumerate([0.0213, sweep, final_run, cm.FinalRun(final_run.per_user, pd.DataFrame(), None, 1.0),
+                               tuning_run]):
         unit_cache.store(tmp_path / str(i), value)
         back = unit_cache.load(tmp_path / str(i))
         if isinstance(value, float):
@@ -37,7 +39,7 @@ def test_every_kind_of_unit_reads_back_equal(tmp_path, final_run):
             assert len(back.history) == len(value.history)
             if len(value.history):
                 pd.testing.assert_frame_equal(back.history, value.history)
-            assert (back.best_epoch, back.seconds) == (value.best_epoch, value.seconds)
+            assert (back.best_epoch, back.seconds, back.valid) == (value.best_epoch, value.seconds, value.valid)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from adc_dist.errors import AdcError
 from adc_dist.tune import report
 from adc_dist.tune import results as R
 from adc_dist.tune.driver import run_sweep, sweep_status
@@ -78,7 +79,7 @@ def test_smoke_sweep_of_two_tasks_on_s3_reads_back_with_pandas(s3, ray_local, tm
     storage = f"s3://adc-sweeps/ci?{s3}"
     ctrl_c = signal.getsignal(signal.SIGINT)
     uri = run_sweep(space, "amazon-book-music,amazon-dvd-video", name="smoke", storage=storage, seed=3,
-                    ray_init=RAY_INIT, flush_every_s=5, controller_failure_limit=0)
+                    ray_init=RAY_INIT, flush_every_s=5, controller_failure_limit=0, per_user=True)
     # Tune's own Ctrl-C handler is gone again: the next Ctrl-C of a caller (compare) is its own
     assert signal.getsignal(signal.SIGINT) is ctrl_c
     assert uri.startswith("s3://adc-sweeps/ci/smoke?")
@@ -102,6 +103,10 @@ def test_smoke_sweep_of_two_tasks_on_s3_reads_back_with_pandas(s3, ray_local, tm
         assert set(row["task_domains"]) == ({"book", "music"} if row["task"] == "amazon-book-music"
                                             else {"dvd", "video"})
         assert row["num_workers"] == 1 and row["name"] == row["trial_id"]
+    for _, row in ok.iterrows():
+        assert_per_user_is_the_trials_test(uri, row)
+    with pytest.raises(AdcError, match="--per-user"):  # a failed trial wrote none
+        R.load_per_user(uri, bad["trial_id"].iloc[0])
     m = res.metrics
     assert len(m) == 4 * 2 * 2 * 2 * 3  # ok trials x splits x metrics x N x (2 domains + mean)
     h = res.history
@@ -111,6 +116,17 @@ def test_smoke_sweep_of_two_tasks_on_s3_reads_back_with_pandas(s3, ray_local, tm
     assert report.main([uri]) == 0
     printed = capsys.readouterr().out
     assert "amazon-book-music" in printed and "ndcg_vs_num_hidden_layers.png" in printed
+
+
+def assert_per_user_is_the_trials_test(uri: str, row: pd.Series) -> None:
+    """--per-user: the trial's file holds every test user of each domain, and its means are the
+    trial's test metrics in trials.parquet."""
+    pu = R.load_per_user(uri, row["trial_id"])
+    assert set(pu["domain"]) == set(row["task_domains"]) and not pu.duplicated(["user", "domain"]).any()
+    for dom, g in pu.groupby("domain"):
+        for metric in ("ndcg@10", "recall@10"):
+            name = metric.replace("@", "")
+            assert g[metric].mean() == pytest.approx(row["metrics"][f"test_{name}_{dom}"], abs=1e-6), (dom, metric)
 
 
 def _rows(results: Path) -> int:
@@ -204,10 +220,11 @@ def test_a_trial_of_two_ray_train_workers(ray_local, tmp_path, data_root):
           gamma: [1.5]
     """)
     uri = run_sweep(space, "amazon-dvd-video", name="ddp", storage=str(tmp_path), num_workers=2,
-                    cpus_per_worker=0.5, ray_init=RAY_INIT, controller_failure_limit=0, quiet=True)
+                    cpus_per_worker=0.5, ray_init=RAY_INIT, controller_failure_limit=0, quiet=True, per_user=True)
     res = R.load_results(uri)
     row = res.trials.iloc[0]
     assert row["status"] == "ok", row["error"]
     assert row["num_workers"] == 2 and row["test_score"] > 0
+    assert_per_user_is_the_trials_test(uri, row)  # gathered from both workers
     assert res.history["weight_rank_spread"].tolist() == [0.0]  # both ranks held the same weights
     assert not (tmp_path / "ddp" / "train" / row["trial_id"]).exists()  # its Ray Train run was freed
