@@ -35,6 +35,8 @@ ADC_FIXED: dict[str, Any] = {"epochs": 60, "eval_every": 1, "patience": 3,
                              "topk": list(cm.KS), "early_stop_metric": "ndcg@10"}
 MF_FIXED: dict[str, Any] = {"epochs": 60, "eval_every": 5, "patience": 2, "batch_size": 4096}
 SUBSAMPLE_FRAC = 0.1
+# TrainConfig keys that say where a run lives, not what it trains: left out of the cache keys.
+PLACE_KEYS = ("name", "storage_path", "data_root")
 
 
 @dataclass
@@ -204,7 +206,7 @@ class Comparison:
         from adc_dist.config import TrainConfig
 
         every = {**TrainConfig().to_dict(), **self.s.adc}  # not validated: --set alone may be incomplete
-        return {k: v for k, v in every.items() if k not in ("name", "storage_path", "data_root")}
+        return {k: v for k, v in every.items() if k not in PLACE_KEYS}
 
     def sweep(self, name: str, task: str, fixed: dict[str, Any], search: dict[str, list[Any]]) -> pd.DataFrame:
         """Run one Ray Tune grid sweep (adc_dist.tune) and return its trials (config + valid_score).
@@ -246,7 +248,7 @@ class Comparison:
         code, data, seed, one thread: in the cap-60 balancing run all 18 final runs had their
         tuning run's best validation NDCG@10 to the sixth digit), so ``finals`` takes its test
         metrics from it instead of training it again (with one seed, ~40 % of a task's time)."""
-        return {"tuned_run": {k: v for k, v in cfg.to_dict().items() if k not in ("name", "storage_path", "data_root")}}
+        return {"tuned_run": {k: v for k, v in cfg.to_dict().items() if k not in PLACE_KEYS}}
 
     def record_tuning(self, study: str, task: str, method: str, config: dict[str, Any], valid: float) -> None:
         self.out.tuning.append({"study": study, "task": task, "method": method, "config": json.dumps(config),
