@@ -28,7 +28,7 @@ def test_the_setup_section_comes_first_with_the_main_job_then_the_tests():
     assert first_section.startswith("Set up a fresh machine")
     main_job, tests = setup_commands()
     assert main_job.endswith("&& ADC_DATA_ROOT=../shared/data python -m adc_dist.train"), main_job
-    assert tests.endswith("&& ADC_DATA_ROOT=../shared/data python -m pytest -q"), tests
+    assert tests.endswith("&& ADC_DATA_ROOT=../shared/data python -m pytest -q -n 2"), tests
     assert main_job.startswith("python3 -m venv .venv && . .venv/bin/activate && pip install torch==2.13.0")
 
 
