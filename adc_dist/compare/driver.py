@@ -77,7 +77,8 @@ def build_parser() -> Parser:
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--merge", nargs="+", metavar="DIR",
                    help="run nothing: merge finished comparisons' output folders (same seeds, budget and fixed "
-                        "settings) into --out, with the tables and paired tests across all their methods")
+                        "settings) into --out, with the tables and paired tests across all their methods; one "
+                        "folder: its report written again by this version")
     return p
 
 

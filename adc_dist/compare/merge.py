@@ -13,6 +13,9 @@ refuses otherwise:
   must have the same per-user test metrics in each: proof that the split and the evaluator
   are the same. The first input's copy is kept.
 
+With one input folder the "merge" writes that comparison's outputs again with this
+version's report code (its tables, paired tests and targets), training nothing.
+
 Every input needs its ``per_user.parquet``: the paired tests read it (files over 1 MB are
 not committed; a comparison rerun with its ``--work`` cache, on the same code, writes it again
 in seconds).
@@ -185,13 +188,11 @@ def run_merge(folders: list[Path], out: Path, command: str, quiet: bool = False,
 
     t0 = time.perf_counter()
     log = (lambda line: None) if quiet else (lambda line: print(line, flush=True))
-    if len(folders) < 2:
-        raise AdcError("--merge needs at least two comparison output folders")
     if out.resolve() in {f.resolve() for f in folders}:
         raise AdcError(f"--out {out} is one of the inputs: write the merge to a new folder (nothing is overwritten "
                        "that the merge reads)")
     outputs = [read_output(f) for f in folders]  # every input read and checked before anything is written
-    log(f"merge: {len(outputs)} comparisons -> {out}")
+    log(f"merge: {len(outputs)} comparison{'s' if len(outputs) > 1 else ''} -> {out}")
     m = merge_outputs(outputs, log)
     # A categorical column concatenated with other categories comes back as object: recompact on write.
     for df in (m.results, m.per_user, m.histories):
@@ -205,7 +206,9 @@ def run_merge(folders: list[Path], out: Path, command: str, quiet: bool = False,
         adc=m.settings["adc"], mf=m.settings["mf"], balancing=bool(studies - {"main"}), main_finals="main" in studies,
         command=command, sources=[o.settings["command"] for o in outputs])
     inputs = "; ".join(f"`{name}` (`{o.settings['command']}`)" for name, o in zip(names or folders, outputs))
-    produced = f"Merged by `{command}` from {len(outputs)} comparisons of the same protocol: {inputs}"
+    # One input: its report written again by this code (new tables, tests or targets), nothing trained.
+    produced = (f"Merged by `{command}` from {len(outputs)} comparisons of the same protocol: {inputs}"
+                if len(outputs) > 1 else f"Reported again by `{command}` from {inputs}")
     collected = Collected(rows=m.results.to_dict("records"), per_user=[m.per_user],
                           histories=[m.histories] if len(m.histories) else [], tuning=m.tuning.to_dict("records"))
     write_outputs(collected, settings, wall_s=time.perf_counter() - t0, produced=produced, log=log)

@@ -11,7 +11,7 @@ Under the output folder:
     histories.parquet     the ADC runs' per-epoch loss, domain weight, valid NDCG@10 (long)
     significance.parquet  the paired tests (adc_dist.significance)
     settings.json         the protocol (seeds, budget, fixed settings), for --merge
-    results.md            the tables, the tests, the tuned configurations, the settings
+    results.md            the targets, the tables, the tests, the tuned configurations, the settings
     main_ndcg10.png, trajectories.png, balancing.png
 """
 
@@ -27,9 +27,10 @@ import pandas as pd
 
 from adc_dist.compare import figures as figs
 from adc_dist.compare.methods import COLD_MAX_TRAIN_ITEMS
-from adc_dist.compare.table import METHOD_LABELS, METRICS, markdown_table, significance_table
-from adc_dist.train.run_dir import write_bytes, write_parquet
 from adc_dist.compare.significance import versus_best_other
+from adc_dist.compare.table import METHOD_LABELS, METRICS, cut_domain, cut_rows, markdown_table, significance_table
+from adc_dist.compare.targets import target_lines
+from adc_dist.train.run_dir import write_bytes, write_parquet
 
 TARGET = "adc_gradnorm"
 
@@ -48,11 +49,6 @@ def _compact(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def cut_domain(study: str) -> str:
-    """The domain a sparse study cut: ``sparse-<domain>-10pct`` -> ``<domain>``."""
-    return study.removeprefix("sparse-").removesuffix("-10pct")
-
-
 def significance(per_user: pd.DataFrame) -> pd.DataFrame:
     """The paired tests, one family (Holm) per ``comparison``:
 
@@ -61,7 +57,7 @@ def significance(per_user: pd.DataFrame) -> pd.DataFrame:
     vs tuned static.
     """
     main = per_user[per_user["study"] == "main"]
-    cut = per_user[[s != "main" and d == cut_domain(s) for s, d in zip(per_user["study"], per_user["domain"])]]
+    cut = cut_rows(per_user)
     parts = []
     for frame, rival, name in ((main, None, "best other"), (main, "adc_static", "tuned static"),
                                (cut, None, "sparse: best other"), (cut, "bpr_mf", "sparse: BPR-MF"),
@@ -116,6 +112,9 @@ def report_markdown(res: pd.DataFrame, sig: pd.DataFrame, tuning: pd.DataFrame, 
     found = _gradnorm_lines(main)
     if found:
         lines += found + [""]
+    targets = target_lines(res, per_user)
+    if targets:
+        lines += ["## Targets: ADC against per-domain BPR-MF", "", *targets, ""]
     if main.empty:
         lines += ["The main study was tuned but not retrained on test (`--sparse-only`).", ""]
     for metric in METRICS if len(main) else ():
@@ -142,7 +141,7 @@ def report_markdown(res: pd.DataFrame, sig: pd.DataFrame, tuning: pd.DataFrame, 
                   "The cut domain keeps a seeded 10 % of its train positives (valid and test unchanged); static "
                   "weights and GradNorm's gamma are tuned on the cut task's validation split, the learning rate "
                   "and the baselines' configurations are the main study's. Columns: task: domain (study).", ""]
-        cut = sparse[[d == cut_domain(s) for s, d in zip(sparse["study"], sparse["domain"])]]
+        cut = cut_rows(sparse)
         found = _gradnorm_lines(cut, columns="cut domains")
         lines += found + [""] if found else []
         cols = sparse.assign(task=[f"{t} ({s})" for t, s in zip(sparse["task"], sparse["study"])])
@@ -206,4 +205,6 @@ def write_outputs(collected, settings, *, wall_s: float, reused: int = 0, comput
             hs = hist[hist["study"] == study]
             if (hs["method"] == "adc_gradnorm").any() and hs["method"].isin(["adc_equal", "adc_static"]).any():
                 figs.balancing_figure(res[res["study"] == study], hs, out / "balancing.png", cut_domain(study))
+    for line in target_lines(res, per_user):  # also on the terminal: the run's verdict at a glance
+        log(line.removeprefix("- ").replace("**", ""))
     log(f"wrote {out}/results.md, results.parquet, per_user.parquet, figures ({wall_s / 60:.1f} min in all)")

@@ -100,7 +100,7 @@ def _digest(key: dict[str, Any]) -> str:
 # Modules that only present finished units (tables, tests, figures, merging): editing them
 # changes no unit, so it does not invalidate the cache.
 PRESENTATION = ("compare/driver.py", "compare/figures.py", "compare/merge.py", "compare/report.py",
-                "compare/significance.py", "compare/table.py")
+                "compare/significance.py", "compare/table.py", "compare/targets.py")
 
 
 PACKAGE = Path(__file__).resolve().parents[1]

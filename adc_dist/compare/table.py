@@ -34,6 +34,16 @@ def ordered_methods(methods) -> list[str]:
     return [m for m in METHOD_LABELS if m in present] + sorted(present - set(METHOD_LABELS))
 
 
+def cut_domain(study: str) -> str:
+    """The domain a sparse study cut: ``sparse-<domain>-10pct`` -> ``<domain>``."""
+    return study.removeprefix("sparse-").removesuffix("-10pct")
+
+
+def cut_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The sparse studies' rows of their cut domain only (results or per-user rows)."""
+    return frame[[s != "main" and d == cut_domain(s) for s, d in zip(frame["study"], frame["domain"])]]
+
+
 def column_label(task: str, domain: str) -> str:
     return f"{task.removeprefix('amazon-')}: {domain}"
 
