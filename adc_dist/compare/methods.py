@@ -178,12 +178,14 @@ def long_history(history: pd.DataFrame) -> pd.DataFrame:
 
 def tune_history(history: pd.DataFrame, domains: list[str]) -> pd.DataFrame:
     """A Tune trial's history (history.parquet rows, maps as dicts) in ``long_history``'s form."""
-    key = _valid_key
-    rows = [pd.DataFrame({"epoch": history["epoch"].to_numpy(), "domain": d,
-                          "loss": [m.get(d, float("nan")) for m in history["loss"]],
-                          "weight": [m.get(d, float("nan")) for m in history["weight"]],
-                          "valid_ndcg10": [m.get(key(d), float("nan")) for m in history["valid"]]}) for d in domains]
-    return pd.concat(rows, ignore_index=True)
+    def column(maps: pd.Series, key: str) -> list[float]:
+        return [m.get(key, float("nan")) for m in maps]
+
+    wide = {"epoch": history["epoch"].to_numpy()}
+    for d in domains:  # a local run's wide columns, from the trial's per-domain maps
+        wide |= {f"loss_{d}": column(history["loss"], d), f"weight_{d}": column(history["weight"], d),
+                 _valid_key(d): column(history["valid"], _valid_key(d))}
+    return long_history(pd.DataFrame(wide))
 
 
 def _valid_key(domain: str) -> str:

@@ -351,7 +351,7 @@ class Comparison:
             scores = [fr.valid for fr in self.parallel(jobs)]
         else:
             t = self.sweep(name, task_name, fixed, {key: values})
-            values = [[float(x) for x in v] if key == "static_weights" else float(v) for v in t[key]]
+            values = [float(v) for v in t[key]]  # gamma, balancer_lr (static weights: above)
             scores = list(t["valid_score"])
         for v, value in zip(scores, values):
             self.record_tuning(study, task_name, method, {key: value}, v)

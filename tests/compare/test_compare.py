@@ -156,14 +156,20 @@ def assert_is_a_final_run(out, per_user, method, run_root) -> None:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the comparison's workers and Tune's one-CPU trials run
     try:
-        fresh = adc_final(cfg, run_root, ("a", "b"), method).per_user
+        fresh = adc_final(cfg, run_root, ("a", "b"), method)
     finally:
         torch.set_num_threads(threads)
-    kept = per_user.query("study == 'main' and method == @method and seed == 0")
+    query = "study == 'main' and method == @method and seed == 0"
     cols = ["user", "domain", "recall@10", "recall@20", "ndcg@10", "ndcg@20"]
-    pd.testing.assert_frame_equal(kept[cols].sort_values(["domain", "user"]).reset_index(drop=True),
-                                  fresh[cols].sort_values(["domain", "user"]).reset_index(drop=True),
+    pd.testing.assert_frame_equal(per_user.query(query)[cols].sort_values(["domain", "user"]).reset_index(drop=True),
+                                  fresh.per_user[cols].sort_values(["domain", "user"]).reset_index(drop=True),
                                   check_dtype=False, check_categorical=False)
+    # the history too: a Tune trial's per-domain maps (tune_history) or a local run's columns (long_history)
+    cols = ["epoch", "domain", "loss", "weight", "valid_ndcg10"]
+    kept = pd.read_parquet(out / "histories.parquet").query(query)
+    pd.testing.assert_frame_equal(kept[cols].sort_values(["domain", "epoch"]).reset_index(drop=True),
+                                  fresh.history[cols].sort_values(["domain", "epoch"]).reset_index(drop=True),
+                                  check_dtype=False, check_categorical=False, rtol=1e-6)
 
 
 def _interrupted_in_the_first_sweep(command, cwd, env) -> None:
