@@ -96,9 +96,10 @@ def cold_slice(per_user: pd.DataFrame) -> pd.DataFrame:
 
 def report_markdown(res: pd.DataFrame, sig: pd.DataFrame, tuning: pd.DataFrame, settings, wall_s: float,
                     reused: int = 0, computed: int = 0, per_user: pd.DataFrame | None = None,
-                    produced: str | None = None) -> str:
+                    produced: str | None = None, targets: list[str] | None = None) -> str:
     """The report; ``produced`` replaces the sentence saying which command made it, where and how fast
-    (a merge of comparisons: adc_dist.compare.merge)."""
+    (a merge of comparisons: adc_dist.compare.merge); ``targets``: ``target_lines`` of these rows when
+    the caller has them already (they run paired tests)."""
     main = res[res["study"] == "main"]
     n_seeds = res["seed"].nunique()
     cache = (f" ({reused} of {reused + computed} work units were read from the cache "
@@ -112,7 +113,7 @@ def report_markdown(res: pd.DataFrame, sig: pd.DataFrame, tuning: pd.DataFrame, 
     found = _gradnorm_lines(main)
     if found:
         lines += found + [""]
-    targets = target_lines(res, per_user)
+    targets = target_lines(res, per_user) if targets is None else targets
     if targets:
         lines += ["## Targets: ADC against per-domain BPR-MF", "", *targets, ""]
     if main.empty:
@@ -191,7 +192,8 @@ def write_outputs(collected, settings, *, wall_s: float, reused: int = 0, comput
         write_parquet(str(out / "significance.parquet"), sig)
     # The protocol, for a later --merge with another comparison (adc_dist.compare.merge).
     write_bytes(str(out / "settings.json"), json.dumps(settings.record(), indent=1, default=str).encode())
-    report = report_markdown(res, sig, tuning, settings, wall_s, reused, computed, per_user, produced)
+    targets = target_lines(res, per_user)  # in the report and on the terminal, computed once
+    report = report_markdown(res, sig, tuning, settings, wall_s, reused, computed, per_user, produced, targets)
     write_bytes(str(out / "results.md"), report.encode())
 
     main = res[res["study"] == "main"]
@@ -205,6 +207,6 @@ def write_outputs(collected, settings, *, wall_s: float, reused: int = 0, comput
             hs = hist[hist["study"] == study]
             if (hs["method"] == "adc_gradnorm").any() and hs["method"].isin(["adc_equal", "adc_static"]).any():
                 figs.balancing_figure(res[res["study"] == study], hs, out / "balancing.png", cut_domain(study))
-    for line in target_lines(res, per_user):  # also on the terminal: the run's verdict at a glance
+    for line in targets:  # the run's verdict at a glance
         log(line.removeprefix("- ").replace("**", ""))
     log(f"wrote {out}/results.md, results.parquet, per_user.parquet, figures ({wall_s / 60:.1f} min in all)")
