@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+
 import pandas as pd
 import pytest
 
@@ -111,6 +113,39 @@ def test_the_fingerprint_follows_the_code_that_computes_units_not_the_reports(tm
     for module, changes_units in (("compare/report.py", False), ("compare/table.py", False),
                                   ("train/loop.py", True), ("compare/baselines/__init__.py", True)):
         with open(copy / module, "a") as f:
-            f.write("\n# an edit\n")
+            f.write("\nAN_EDIT = 1\n")
         fingerprints.append(code_fingerprint.__wrapped__(copy))
         assert (fingerprints[-1] != fingerprints[-2]) == changes_units, module
+
+
+def test_the_fingerprint_ignores_comments_and_docstrings_but_not_code(tmp_path):
+    """Rewording a comment or a docstring must not throw away a day of cached units; changing
+    what the code computes, even one constant, must."""
+    import shutil
+
+    from adc_dist.compare.runner import PACKAGE, code_fingerprint
+
+    copy = tmp_path / "adc_dist"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    loop = copy / "train" / "loop.py"
+    source = loop.read_text()
+    before = code_fingerprint.__wrapped__(copy)
+
+    def fingerprint_of(text: str) -> str:
+        loop.write_text(text)
+        return code_fingerprint.__wrapped__(copy)
+
+    reworded = source.replace('"""', '"""Reworded. ', 1).replace("\ndef ", "\n# a new comment\n\ndef ", 1)
+    assert reworded != source and fingerprint_of(reworded) == before
+    tree = ast.parse(source)
+    function = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and ast.get_docstring(n))
+    first = function.body[0]
+    lines = source.splitlines(keepends=True)
+    # The function's docstring deleted outright: its body now starts with code.
+    without = "".join(lines[:first.lineno - 1] + lines[first.end_lineno:])
+    assert fingerprint_of(without) == before, function.name
+    number = next(n for n in ast.walk(tree) if isinstance(n, ast.Constant) and type(n.value) in (int, float)
+                  and n.lineno == n.end_lineno)
+    line = lines[number.lineno - 1]
+    changed = line[:number.col_offset] + repr(number.value + 1) + line[number.end_col_offset:]
+    assert fingerprint_of("".join(lines[:number.lineno - 1] + [changed] + lines[number.lineno:])) != before
