@@ -11,7 +11,8 @@ Under the output folder:
     histories.parquet     the ADC runs' per-epoch loss, domain weight, valid NDCG@10 (long)
     significance.parquet  the paired tests (adc_dist.significance)
     settings.json         the protocol (seeds, budget, fixed settings), for --merge
-    results.md            the targets, the tables, the tests, the tuned configurations, the settings
+    results.md            the targets, the tables, the tests, joint or one-domain training chosen
+                          per task on validation, the tuned configurations, the settings
     main_ndcg10.png, trajectories.png, balancing.png
 """
 
@@ -28,8 +29,9 @@ import pandas as pd
 from adc_dist.compare import figures as figs
 from adc_dist.compare.methods import COLD_MAX_TRAIN_ITEMS
 from adc_dist.compare.significance import versus_best_other
-from adc_dist.compare.table import METHOD_LABELS, METRICS, cut_domain, cut_rows, markdown_table, significance_table
-from adc_dist.compare.targets import target_lines
+from adc_dist.compare.table import (METHOD_LABELS, METRICS, choice_table, cut_domain, cut_rows, markdown_table,
+                                    significance_table)
+from adc_dist.compare.targets import joint_or_single, target_lines
 from adc_dist.train.run_dir import write_bytes, write_parquet
 
 TARGET = "adc_gradnorm"
@@ -113,7 +115,7 @@ def report_markdown(res: pd.DataFrame, sig: pd.DataFrame, tuning: pd.DataFrame, 
     found = _gradnorm_lines(main)
     if found:
         lines += found + [""]
-    targets = target_lines(res, per_user) if targets is None else targets
+    targets = target_lines(res, per_user, tuning) if targets is None else targets
     if targets:
         lines += ["## Targets: ADC against per-domain BPR-MF", "", *targets, ""]
     if main.empty:
@@ -132,6 +134,14 @@ def report_markdown(res: pd.DataFrame, sig: pd.DataFrame, tuning: pd.DataFrame, 
                           "Per-user test NDCG@10 averaged over the seeds; two-sided Wilcoxon signed-rank and "
                           "paired t-test over the users; Holm-adjusted over the rows of this table; verdict at "
                           "level 0.05.", "", significance_table(part), ""]
+    choice = joint_or_single(res, tuning)
+    if len(choice):
+        lines += ["## Joint or one-domain training, chosen per task on validation", "",
+                  "Per task, the ADC variant with the highest validation NDCG@10 against the same network "
+                  "trained on one domain at a time (the one-domain MLP), both at their best configuration on "
+                  "seed 0's validation split (means over the task's domains); the higher one is chosen, test "
+                  "never enters the choice. Test: mean over the task's domains of the means over the seeds.",
+                  "", choice_table(choice), ""]
     cold = cold_slice(per_user) if per_user is not None else pd.DataFrame()
     if len(cold):
         lines += [f"## Cold users: test NDCG@10 of users with at most {COLD_MAX_TRAIN_ITEMS} train items in the "
@@ -192,7 +202,7 @@ def write_outputs(collected, settings, *, wall_s: float, reused: int = 0, comput
         write_parquet(str(out / "significance.parquet"), sig)
     # The protocol, for a later --merge with another comparison (adc_dist.compare.merge).
     write_bytes(str(out / "settings.json"), json.dumps(settings.record(), indent=1, default=str).encode())
-    targets = target_lines(res, per_user)  # in the report and on the terminal, computed once
+    targets = target_lines(res, per_user, tuning)  # in the report and on the terminal, computed once
     report = report_markdown(res, sig, tuning, settings, wall_s, reused, computed, per_user, produced, targets)
     write_bytes(str(out / "results.md"), report.encode())
 

@@ -96,3 +96,15 @@ def significance_table(sig: pd.DataFrame) -> str:
             f"{r.mean_a:.4f} | {r.mean_b:.4f} | {r.mean_diff:+.4f} | {_p(r.wilcoxon_p)} | {_p(r.ttest_p)} | "
             f"{_p(r.p_holm)} | {verdict} |")
     return "\n".join(lines)
+
+
+def choice_table(choice: pd.DataFrame) -> str:
+    """Joint or one-domain training per task (adc_dist.compare.targets.joint_or_single) as a
+    markdown table: what validation saw, what it chose, and what test says of both."""
+    lines = ["| task | best ADC variant on validation | its valid NDCG@10 | one-domain MLP's | chosen | "
+             "test: ADC variant | test: one-domain MLP | test: BPR-MF |", "|---|---|---:|---:|---|---:|---:|---:|"]
+    for r in choice.itertuples():
+        lines.append(f"| {r.task} | {METHOD_LABELS.get(r.adc, r.adc)} | {r.adc_valid:.4f} | {r.single_valid:.4f} | "
+                     f"{METHOD_LABELS.get(r.chosen, r.chosen)} | "
+                     f"{r.adc_test:.4f} | {r.single_test:.4f} | {r.bpr_mf_test:.4f} |")
+    return "\n".join(lines)
