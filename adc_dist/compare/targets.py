@@ -10,7 +10,7 @@ and states two targets for ADC (docs/compare.md, "Targets"):
 
 Beside them, not a target: **joint or one-domain training, chosen per task on validation**.
 Training the domains together pays on some tasks and costs on others (docs/compare.md, "The
-full protocol on three tasks"), so the report says what a user who decides per task, on the
+full protocol, task by task"), so the report says what a user who decides per task, on the
 validation split alone, would get.
 
 "Best" is the variant with the highest mean over the columns (main study) or the most
