@@ -138,7 +138,7 @@ def report_markdown(res: pd.DataFrame, sig: pd.DataFrame, tuning: pd.DataFrame, 
     if len(choice):
         lines += ["## Joint or one-domain training, chosen per task on validation", "",
                   "Per task, the ADC variant with the highest validation NDCG@10 against the same network "
-                  "trained on one domain at a time (the one-domain MLP), both at their best configuration on "
+                  "trained on one domain at a time (one-domain ADC), both at their best configuration on "
                   "seed 0's validation split (means over the task's domains); the higher one is chosen, test "
                   "never enters the choice. Test: mean over the task's domains of the means over the seeds.",
                   "", choice_table(choice), ""]

@@ -20,7 +20,7 @@ METHOD_LABELS = {
     "cmf": "CMF (shared users)",
     "neumf": "NeuMF (per domain)",
     "dtcdr": "DTCDR-style (pooled users)",
-    "mlp_single": "MLP (ADC, one domain)",
+    "mlp_single": "ADC on one domain (no transfer)",
     "adc_equal": "ADC equal",
     "adc_static": "ADC static (tuned)",
     "adc_uncertainty": "ADC uncertainty",
@@ -101,8 +101,8 @@ def significance_table(sig: pd.DataFrame) -> str:
 def choice_table(choice: pd.DataFrame) -> str:
     """Joint or one-domain training per task (adc_dist.compare.targets.joint_or_single) as a
     markdown table: what validation saw, what it chose, and what test says of both."""
-    lines = ["| task | best ADC variant on validation | its valid NDCG@10 | one-domain MLP's | chosen | "
-             "test: ADC variant | test: one-domain MLP | test: BPR-MF |", "|---|---|---:|---:|---|---:|---:|---:|"]
+    lines = ["| task | best ADC variant on validation | its valid NDCG@10 | one-domain ADC's | chosen | "
+             "test: ADC variant | test: one-domain ADC | test: BPR-MF |", "|---|---|---:|---:|---|---:|---:|---:|"]
     for r in choice.itertuples():
         lines.append(f"| {r.task} | {METHOD_LABELS.get(r.adc, r.adc)} | {r.adc_valid:.4f} | {r.single_valid:.4f} | "
                      f"{METHOD_LABELS.get(r.chosen, r.chosen)} | "

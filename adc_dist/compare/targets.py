@@ -82,7 +82,7 @@ def sparse_wins(per_user: pd.DataFrame) -> pd.DataFrame:
 
 def joint_or_single(res: pd.DataFrame, tuning: pd.DataFrame) -> pd.DataFrame:
     """Per task of the main study: joint training (the ADC variant with the highest validation
-    NDCG@10, its best configuration's) or the one-domain MLP, whichever is higher on
+    NDCG@10, its best configuration's) or one-domain ADC, whichever is higher on
     validation; test never enters the choice. Both validation scores are means over the task's
     domains at seed 0 (the tuning runs).
 
@@ -139,7 +139,7 @@ def _choice_line(choice: pd.DataFrame, full: pd.DataFrame) -> str:
 def target_lines(res: pd.DataFrame, per_user: pd.DataFrame | None,
                  tuning: pd.DataFrame | None = None) -> list[str]:
     """The targets' verdicts as markdown bullets (empty when the run has no BPR-MF or no ADC),
-    and, given the run's ``tuning`` and a one-domain MLP, the per-task choice on validation."""
+    and, given the run's ``tuning`` and one-domain ADC runs, the per-task choice on validation."""
     out = []
     full = full_data(res)
     if len(full):

@@ -126,7 +126,7 @@ def test_quick_comparison_writes_every_output(tiny_data_root, tmp_path):
     # the targets against BPR-MF: in the report and on the terminal (adc_dist.compare.targets)
     assert "## Targets: ADC against per-domain BPR-MF" in md and "**Sparse study**: the best ADC variant" in md
     assert re.search(r"^\[[\d:]+\] Full data: the best ADC variant, .* over 2 task-domain columns", proc.stdout, re.M)
-    # every method at budget 2: the one-domain MLP and the ADC variants have validation scores to choose by
+    # every method at budget 2: one-domain ADC and the ADC variants have validation scores to choose by
     assert "## Joint or one-domain training, chosen per task on validation" in md
     assert re.search(r"^\[[\d:]+\] Joint or one-domain training, chosen per task on validation \(not a target\): "
                      r".+ on .+\. Mean test NDCG@10 [\d.]+ over 2 task-domain columns", proc.stdout, re.M)

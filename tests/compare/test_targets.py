@@ -83,7 +83,7 @@ def test_a_sparse_variant_short_of_four_in_six_is_not_reached():
 
 def test_joint_or_single_on_the_committed_full_protocol_run():
     """results/full-protocol: validation prefers joint training on amazon-dvd-video and the
-    one-domain MLP on the three tasks with Music, which is what test says too (docs/compare.md)."""
+    one-domain ADC on the three tasks with Music, which is what test says too (docs/compare.md)."""
     run = RESULTS / "full-protocol"
     res, tuning = pd.read_parquet(run / "results.parquet"), pd.read_parquet(run / "tuning.parquet")
     choice = joint_or_single(res, tuning).set_index("task")
@@ -96,7 +96,7 @@ def test_joint_or_single_on_the_committed_full_protocol_run():
     assert [line.split("**")[1] for line in lines] == ["Full data", "Joint or one-domain training, chosen per task on validation"]
     assert "Mean test NDCG@10 0.3475 over 8 task-domain columns, 162 % of per-domain BPR-MF's 0.2146" in lines[1]
     assert "(the best ADC variant alone, ADC GradNorm: 158 %)" in lines[1] and lines[1].endswith("in 4 of 4 tasks.")
-    assert "| amazon-music-video | ADC GradNorm | 0.2028 | 0.2097 | MLP (ADC, one domain) |" in choice_table(choice.reset_index())
+    assert "| amazon-music-video | ADC GradNorm | 0.2028 | 0.2097 | ADC on one domain (no transfer) |" in choice_table(choice.reset_index())
 
 
 def _tuning(valid: dict[str, float]) -> pd.DataFrame:
@@ -105,7 +105,7 @@ def _tuning(valid: dict[str, float]) -> pd.DataFrame:
 
 
 def test_the_choice_is_made_on_validation_and_never_on_test():
-    """The one-domain MLP tests higher on every column but validates lower: joint training is
+    """One-domain ADC tests higher on every column but validates lower: joint training is
     chosen, and the line says validation picked the test winner in 0 of 2 tasks."""
     res = _results({"adc_gradnorm": 1.2, "adc_equal": 1.1, "mlp_single": 1.5})
     tuning = _tuning({"adc_equal": 0.31, "adc_gradnorm": 0.30, "mlp_single": 0.29})
