@@ -18,6 +18,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def file_rendezvous(folder: str | Path) -> str:
+    """A ``torch.distributed`` init method through a file in ``folder`` (new, so empty).
+
+    A free TCP port can be taken between ``free_port()`` and the store binding it (a spawn
+    imports torch for seconds; Ray in the other pytest worker opens ports all the while),
+    and a rank that reaches another process's port aborts in gloo's C++ (SIGABRT, seen in
+    CI under load). A file store has no such window; gloo's own pair sockets are
+    ephemeral ports the kernel hands out on bind."""
+    path = Path(folder) / "rendezvous"
+    if path.exists():
+        raise FileExistsError(f"{path} is left from an earlier group: a file store must start empty")
+    return f"file://{path}"
+
+
 def descendants(pid: int) -> list[int]:
     """Every process below ``pid`` in the process tree (from /proc)."""
     children: dict[int, list[int]] = {}

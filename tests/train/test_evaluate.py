@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import pickle
-import socket
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ import torch.multiprocessing as mp
 
 from adc_dist.data.task_data import Interactions, TaskData
 from adc_dist.train.evaluate import EvalResult, evaluate
+from procs import file_rendezvous
 
 
 def _inter(pairs: list[tuple[int, int]]) -> Interactions:
@@ -135,9 +135,9 @@ def _random_score_fn(task: TaskData):
     return lambda users, k: tables[k][users]
 
 
-def _rank_worker(rank: int, world: int, port: int, out_dir: str) -> None:
+def _rank_worker(rank: int, world: int, init_method: str, out_dir: str) -> None:
     torch.set_num_threads(1)  # a forked child must not reuse the parent's OpenMP pool
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world)
     try:
         task = _random_task(seed=1)
         r = evaluate(_random_score_fn(task), task, "test", [1, 5, 10], rank=rank, world=world, per_user=True)
@@ -147,17 +147,11 @@ def _rank_worker(rank: int, world: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_ranks_give_the_single_process_result(tmp_path):
     task = _random_task(seed=1)
     single: EvalResult = evaluate(_random_score_fn(task), task, "test", [1, 5, 10], per_user=True)
     # fork, not spawn: a spawned child re-imports torch (seconds on a loaded 2-core machine)
-    mp.start_processes(_rank_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True,
+    mp.start_processes(_rank_worker, args=(2, file_rendezvous(tmp_path), str(tmp_path)), nprocs=2, join=True,
                        start_method="fork")
     for rank in range(2):
         with open(tmp_path / f"rank{rank}.pkl", "rb") as f:

@@ -6,7 +6,6 @@ Train's TorchTrainer does for the same loop, and takes seconds instead of a clus
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pytest
@@ -21,7 +20,7 @@ from adc_dist.train.loop import epoch_batches, train_step
 from adc_dist.train.optim import TableAdam, make_optimizer, wrap_ddp
 from adc_dist.model.network import ADC, domain_losses
 from synthetic import make_task
-from procs import free_port
+from procs import file_rendezvous
 
 WORLD = 2
 STEPS_CHECKED = 2  # epochs; every step of each is compared across ranks
@@ -46,12 +45,11 @@ def _dense(g: torch.Tensor) -> torch.Tensor:
     return g.to_dense() if g.is_sparse else g
 
 
-def _rank_main(rank: int, port: int, runs: list[tuple[str, str, str]]) -> None:
+def _rank_main(rank: int, init_method: str, runs: list[tuple[str, str, str]]) -> None:
     """Every (balancer, variant, out_dir) of ``runs`` in turn, in one pair of processes: a spawn
     (two interpreters importing torch) cost most of a configuration's seconds on 2 cores."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=WORLD)
     try:
         for balancer, variant, out_dir in runs:
             _one_run(rank, balancer, variant, out_dir)
@@ -102,7 +100,8 @@ RUNS = [("gradnorm", "paper"), ("uncertainty", "paper"), ("gradnorm", "gmf"), ("
 def two_rank_runs(tmp_path_factory):
     """(balancer, variant) -> both ranks' records; every configuration of RUNS in one spawn per module."""
     dirs = {run: tmp_path_factory.mktemp("-".join(run)) for run in RUNS}
-    mp.spawn(_rank_main, args=(free_port(), [(*run, str(d)) for run, d in dirs.items()]), nprocs=WORLD, join=True)
+    rendezvous = file_rendezvous(tmp_path_factory.mktemp("rendezvous"))
+    mp.spawn(_rank_main, args=(rendezvous, [(*run, str(d)) for run, d in dirs.items()]), nprocs=WORLD, join=True)
     cache = {run: [torch.load(d / f"rank{r}.pt", weights_only=False) for r in range(WORLD)] for run, d in dirs.items()}
 
     def get(balancer: str, variant: str = "paper") -> list[dict]:

@@ -32,7 +32,7 @@ from adc_dist.train.loop import epoch_batches, fit, prepare_task, subsample_trai
 from adc_dist.train.optim import dense_adam
 from adc_dist.train.reporting import LocalReporter
 from adc_dist.train.sharded_loop import build_sharded, evaluate_sharded, sharded_grads_fn
-from procs import free_port
+from procs import file_rendezvous
 
 WORLD = 2
 STEPS = 3  # compared steps per epoch, two epochs
@@ -136,10 +136,9 @@ def _resume_runs(task, run_root: str) -> dict:
     return {"whole": whole, "resumed": resumed}
 
 
-def _rank_main(rank: int, port: int, out_dir: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+def _rank_main(rank: int, init_method: str, out_dir: str) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=WORLD)
     try:
         task = prepare_task(from_mapping(BASE))
         out = {case: _compare(rank, task, case) for case in CASES}
@@ -159,7 +158,7 @@ def _rank_main(rank: int, port: int, out_dir: str) -> None:
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory, data_root):
     tmp = tmp_path_factory.mktemp("sharded")
-    mp.spawn(_rank_main, args=(free_port(), str(tmp)), nprocs=WORLD, join=True)
+    mp.spawn(_rank_main, args=(file_rendezvous(tmp), str(tmp)), nprocs=WORLD, join=True)
     return [torch.load(tmp / f"rank{r}.pt", weights_only=False) for r in range(WORLD)], tmp
 
 
