@@ -11,8 +11,9 @@ Eleven methods, all scored by ``adc_dist.evaluate.evaluate`` on the same seeded 
 
 Candidate configurations for a validation budget of N (the same N for every method):
 
-- baselines: N distinct configurations drawn from ``adc_dist.baselines.SPACES`` (d, lr, L2,
-  and for CMF the loss); popularity has nothing to tune;
+- baselines: the method's default (``adc_dist.compare.baselines.DEFAULTS``) and N - 1
+  distinct configurations drawn from ``SPACES`` (d, lr, L2, for BPR-MF and CMF the number of
+  negatives, for CMF the loss); popularity has nothing to tune;
 - the ADC backbone (stage 1): the first N learning rates of ``LR_GRID``, trained with
   ``equal`` weights; ``adc_equal`` is its best, and ``mlp_single`` gets the same N rates;
   ``adc_paper`` gets the same N rates in a sweep of its own;

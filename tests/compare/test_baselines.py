@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from adc_dist.compare.baselines import BASELINES, SPACES, fit_baseline, sample_configs
+from adc_dist.compare.baselines import BASELINES, DEFAULTS, SPACES, fit_baseline, sample_configs
 from adc_dist.data.task_data import Interactions, TaskData
 
 
@@ -59,16 +59,20 @@ def test_most_popular_matches_the_hand_computed_ranking_metrics():
         assert res.values[("b", metric, n)] == pytest.approx(v), (metric, n)
 
 
-def test_sample_configs_are_distinct_members_of_the_grid_and_seeded():
+def test_sample_configs_are_the_default_then_distinct_seeded_members_of_the_grid():
     configs = sample_configs("cmf", 5, seed=3)
     assert len(configs) == 5 and len({tuple(sorted(c.items())) for c in configs}) == 5
     for c in configs:
-        assert all(c[k] in SPACES["cmf"][k] for k in SPACES["cmf"])
-    assert configs == sample_configs("cmf", 5, seed=3)
+        assert sorted(c) == sorted(SPACES["cmf"]) and all(c[k] in SPACES["cmf"][k] for k in SPACES["cmf"])
+    assert configs == sample_configs("cmf", 5, seed=3) and configs != sample_configs("cmf", 5, seed=4)
     assert sample_configs("popularity", 4) == [{}]  # nothing to tune: one configuration
-    # A budget of 1 is the method's default, the configuration the budget-3 run chose on all six tasks.
-    assert sample_configs("bpr_mf", 1) == [{"d": 128, "lr": 1e-2, "reg": 1e-4}]
-    assert sample_configs("cmf", 1, seed=7)[0]["loss"] == "bpr" and sample_configs("popularity", 1) == [{}]
+    # Every budget starts at the method's default; a budget of 1 is the default alone. BPR-MF's
+    # is trained as ADC is, with 20 negatives and L2 3e-3 (benchmarks/baseline_recipe.py).
+    for name, default in DEFAULTS.items():
+        assert sample_configs(name, 4, seed=1)[0] == default and sample_configs(name, 1) == [default]
+        assert all(default[k] in SPACES[name][k] for k in SPACES[name]), name
+    assert DEFAULTS["bpr_mf"] == {"d": 128, "lr": 1e-2, "reg": 3e-3, "negatives": 20}
+    assert {1, 20} <= set(SPACES["bpr_mf"]["negatives"]) and 3e-3 in SPACES["bpr_mf"]["reg"]
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +94,7 @@ def random_recall(book_music):
 @pytest.mark.parametrize("name,params", [
     ("popularity", {}),
     ("bpr_mf", {"d": 32, "lr": 1e-2, "reg": 1e-4, "epochs": 6, "eval_every": 3}),
+    ("bpr_mf", {"d": 32, "lr": 1e-2, "reg": 1e-3, "negatives": 5, "epochs": 6, "eval_every": 3}),
     ("cmf", {"d": 32, "lr": 1e-2, "reg": 1e-4, "epochs": 6, "eval_every": 3}),
     ("cmf", {"d": 32, "lr": 1e-2, "reg": 0.0, "loss": "bce", "epochs": 4, "eval_every": 2}),
     ("neumf", {"d": 32, "lr": 1e-2, "reg": 0.0, "epochs": 4, "eval_every": 2}),
