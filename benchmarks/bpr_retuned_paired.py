@@ -1,0 +1,66 @@
+"""ADC against BPR-MF tuned with negatives: paired tests between two comparison outputs.
+
+``results/bpr-mf-retuned/`` is BPR-MF alone, rerun at the full protocol's seeds and budget
+with the grid that has the number of negatives and L2 3e-3 (docs/compare.md, "The BPR-MF
+baseline trained as ADC is"); ``results/full-protocol/`` holds every other method, trained
+on the same splits. A ``--merge`` of the two refuses (their BPR-MF units differ, which is
+the point), so this pairs the per-user test NDCG@10 of each method of the second folder with
+the rerun's BPR-MF, seeds averaged, per task and domain of the rerun: two-sided Wilcoxon,
+Holm over every row printed.
+
+    python benchmarks/bpr_retuned_paired.py results/bpr-mf-retuned results/full-protocol
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from adc_dist.compare.significance import holm, paired_test
+from adc_dist.compare.table import METHOD_LABELS
+
+RIVALS = ("bpr_mf", "mlp_single", "adc_equal", "adc_static", "adc_uncertainty", "adc_gradnorm")
+
+
+def per_user(folder: Path) -> pd.DataFrame:
+    path = folder / "per_user.parquet"
+    if not path.exists():
+        raise SystemExit(f"error: {path} is missing: rerun that comparison's command with its --work cache "
+                         "(seconds) to write it again")
+    d = pd.read_parquet(path)
+    return d[d["study"] == "main"].groupby(["task", "domain", "method", "user"])["ndcg@10"].mean()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("rerun", type=Path, help="output folder of the BPR-MF rerun")
+    ap.add_argument("others", type=Path, help="output folder with the other methods (same seeds)")
+    a = ap.parse_args()
+    new = per_user(a.rerun).xs("bpr_mf", level="method")
+    old = per_user(a.others)
+    rows = []
+    for (task, dom), ref in new.groupby(level=["task", "domain"]):
+        for rival in RIVALS:
+            if (task, dom, rival) not in old.index.droplevel("user"):
+                continue
+            other = old.xs((task, dom, rival), level=["task", "domain", "method"])
+            ref_users = ref.droplevel(["task", "domain"])
+            both = pd.concat([other.rename("rival"), ref_users.rename("bpr")], axis=1, join="inner")
+            r = paired_test(both["rival"].to_numpy(), both["bpr"].to_numpy())
+            rows.append({"column": f"{task}: {dom}", "method": rival, "users": r["n_users"], "rival": r["mean_a"],
+                         "retuned_bpr_mf": r["mean_b"], "diff": r["mean_diff"], "wilcoxon_p": r["wilcoxon_p"]})
+    out = pd.DataFrame(rows)
+    out["holm_p"] = holm(out["wilcoxon_p"].to_numpy())
+    out["method"] = out["method"].map(lambda m: METHOD_LABELS.get(m, m) + (" (the old grid)" if m == "bpr_mf" else ""))
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(out.to_string(index=False, float_format=lambda v: f"{v:.4f}" if abs(v) >= 1e-3 else f"{v:.2g}"))
+    means = out.groupby("method", sort=False)[["rival", "retuned_bpr_mf"]].mean()
+    print("\nmean over the columns:", "; ".join(f"{m} {v.rival:.4f}" for m, v in means.iterrows()),
+          f"; re-tuned BPR-MF {float(np.mean(out.drop_duplicates('column')['retuned_bpr_mf'])):.4f}")
+
+
+if __name__ == "__main__":
+    main()
