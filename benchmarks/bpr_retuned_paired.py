@@ -28,8 +28,9 @@ RIVALS = ("bpr_mf", "mlp_single", "adc_equal", "adc_static", "adc_uncertainty", 
 def per_user(folder: Path) -> pd.DataFrame:
     path = folder / "per_user.parquet"
     if not path.exists():
-        raise SystemExit(f"error: {path} is missing: rerun that comparison's command with its --work cache "
-                         "(seconds) to write it again")
+        raise SystemExit(f"error: {path} is missing (over 1 MB, not committed): rerun that comparison's command "
+                         "with its --work cache, on the code that filled it, to write it again (docs/compare.md, "
+                         "\"The BPR-MF baseline trained as ADC is\")")
     d = pd.read_parquet(path)
     return d[d["study"] == "main"].groupby(["task", "domain", "method", "user"])["ndcg@10"].mean()
 
