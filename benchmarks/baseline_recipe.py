@@ -18,12 +18,12 @@ import time
 
 from adc_dist.compare.baselines import fit_baseline
 from adc_dist.compare.methods import load_study_task
+from adc_dist.compare.runner import MF_FIXED
 from adc_dist.train.evaluate import evaluate
 
 # BPR-MF as every committed comparison up to results/full-protocol/ tuned it (one negative),
-# with the comparison's MF settings (its settings.json, "mf") ...
-COMPARISON = {"d": 128, "lr": 1e-2, "reg": 1e-4, "negatives": 1,
-              "epochs": 60, "eval_every": 5, "patience": 2, "batch_size": 4096}
+# with the comparison's MF settings ...
+COMPARISON = {"d": 128, "lr": 1e-2, "reg": 1e-4, "negatives": 1, **MF_FIXED}
 # ... and ADC's default training settings, added cumulatively (TrainConfig's defaults; the
 # comparison's stage 1 chose lr 3e-3 for ADC on every task of the full protocol).
 STEPS = [

@@ -6,7 +6,6 @@ Train's TorchTrainer does for the same loop, and takes seconds instead of a clus
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
