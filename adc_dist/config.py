@@ -121,6 +121,9 @@ class TrainConfig:
     num_workers: int = 0  # 0: as many as the machine sensibly holds
     use_gpu: bool = False
     bf16: bool = False  # bf16 autocast on GPU
+    # replay each step from a CUDA graph on one GPU with dense tables and no dropout (train/graphed.py):
+    # Python launches a small step's ~345 kernels slower than the GPU runs them
+    cuda_graphs: bool = True
     cpus_per_worker: float = 1.0
     max_failures: int = 0  # whole-group restarts from the last checkpoint
     storage_path: str = "runs"  # run directories are created under this

@@ -81,3 +81,19 @@ def coalesce_rows(indices: torch.Tensor, values: torch.Tensor) -> tuple[torch.Te
     uniq, inverse = torch.unique(indices, sorted=True, return_inverse=True)
     out = torch.zeros((len(uniq), *values.shape[1:]), dtype=values.dtype, device=values.device)
     return uniq, out.index_add_(0, inverse, values)
+
+
+def summed_row_norm(indices: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """||coalesce_rows(indices, values)|| (the norm of the rows summed per index), with no host
+    sync: a stable sort lines duplicates up and one index_add sums each run of them into a
+    buffer of the input's size (rows past the number of distinct indices stay zero and add
+    nothing). ``torch.unique`` would make the GPU wait for the host once per domain and step
+    (its output size is data), and a step that waits cannot be replayed from a CUDA graph."""
+    order = torch.argsort(indices, stable=True)  # stable: each run adds in the input's order, as index_add did
+    sorted_idx = indices[order]
+    starts = torch.ones_like(sorted_idx, dtype=torch.bool)
+    starts[1:] = sorted_idx[1:] != sorted_idx[:-1]
+    run = torch.cumsum(starts, 0) - 1
+    summed = torch.zeros_like(values).index_add_(0, run, values[order])
+    return torch.linalg.vector_norm(summed)
+

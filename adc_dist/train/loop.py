@@ -44,7 +44,8 @@ from adc_dist.train.evaluate import evaluate
 from adc_dist.train.memory import check_fits
 from adc_dist.model.network import ADC, domain_losses
 from adc_dist.model.row_tables import step_rows
-from adc_dist.model.shared_grads import coalesce_rows, shared_layer_grads, shared_row_grads
+from adc_dist.model.shared_grads import coalesce_rows, shared_layer_grads, shared_row_grads, summed_row_norm
+from adc_dist.train.graphed import GraphedStep, why_eager
 from adc_dist.train.optim import make_optimizer, sparse_table_params, wrap_ddp
 from adc_dist.train.sparse_rows import all_reduce_sparse_grads, rows_as_sparse, sum_rows_across_ranks
 from adc_dist.train.reporting import Reporter
@@ -104,8 +105,29 @@ def epoch_batches(samplers: list[DomainSampler], cfg: TrainConfig, epoch: int, r
 
 
 def autocast_for(cfg: TrainConfig, device: torch.device):
-    """bf16 autocast for a GPU run with ``bf16``, else a context that does nothing."""
-    return torch.autocast("cuda", dtype=torch.bfloat16) if cfg.bf16 and device.type == "cuda" else nullcontext()
+    """bf16 autocast for a GPU run with ``bf16``, else a context that does nothing. Its cache of
+    bf16 weight copies is off: a CUDA graph must not replay casts cached outside it (each
+    weight is cast once per step anyway)."""
+    if cfg.bf16 and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)
+    return nullcontext()
+
+
+def step_function(net: torch.nn.Module, model: ADC, balancer: torch.nn.Module, opt: Any, cfg: TrainConfig,
+                  world: int, autocast, device: torch.device, shared_grads=shared_layer_grads, reporter=None,
+                  graphs: bool = True):
+    """``step(users, items) -> (mean losses [K], gradients or None)``: ``train_step`` with this
+    run's arguments, replayed from CUDA graphs where the run allows it (train/graphed.py) and
+    ``graphs`` is true. ``reporter``: told on a GPU whether the steps replay or why they run eagerly."""
+    def eager(users, items):
+        return train_step(net, model, balancer, opt, users, items, world, autocast, cfg.loss, cfg.l2,
+                          shared_grads=shared_grads)
+
+    why = ("sharded tables" if shared_grads is not shared_layer_grads else
+           why_eager(cfg, model, opt, device, world) if graphs else "eager steps asked for")
+    if reporter is not None and device.type == "cuda":
+        reporter.log("training steps replay from CUDA graphs" if why is None else f"training steps run eagerly: {why}")
+    return eager if why else GraphedStep(eager, opt, device)
 
 
 def train_step(net: torch.nn.Module, model: ADC, balancer: torch.nn.Module, opt: torch.optim.Optimizer,
@@ -134,7 +156,9 @@ def train_step(net: torch.nn.Module, model: ADC, balancer: torch.nn.Module, opt:
     rows = grads = None
     if balancer.needs_grads and tap and not model.has_mlp and shared_grads is shared_layer_grads:
         # gmf: g_k lives on the batch's rows of P; O(batch), never an [n_users, d] table.
-        rows = [coalesce_rows(u, g) for u, g in shared_row_grads(model, losses, io, l2)]
+        rows = shared_row_grads(model, losses, io, l2)
+        if world > 1:  # the exchange sums each rank's distinct rows (train/sparse_rows.py)
+            rows = [coalesce_rows(u, g) for u, g in rows]
         packed = losses.detach().clone()
     elif balancer.needs_grads:
         grads = shared_grads(model, losses, io, [it.numel() for it in items], l2)
@@ -146,12 +170,15 @@ def train_step(net: torch.nn.Module, model: ADC, balancer: torch.nn.Module, opt:
     packed = _all_reduce_mean(packed, world)
     mean_losses = packed[-K:]
     if rows is not None:
-        rows = [(i, v / world) for i, v in sum_rows_across_ranks(rows, world)]
         # GradNorm reads only ||g_k||: a one-element "gradient" per domain carries it (as the
         # sharded path's shared_row_grad_norms does), never a padded [K, B, d] copy.
-        norms = torch.stack([torch.linalg.vector_norm(v) for _, v in rows]).reshape(K, 1)
-        balancer.update(mean_losses, norms)
-        mean_grads = rows_as_sparse(rows, model.shared_weight.shape)
+        if world > 1:
+            rows = [(i, v / world) for i, v in sum_rows_across_ranks(rows, world)]
+            norms = torch.stack([torch.linalg.vector_norm(v) for _, v in rows])
+        else:  # one rank: the rows of a user seen twice are summed without a GPU sync
+            norms = torch.stack([summed_row_norm(u, v) for u, v in rows])
+        balancer.update(mean_losses, norms.reshape(K, 1))
+        mean_grads = rows_as_sparse(rows, model.shared_weight.shape, coalesced=world > 1)
     else:
         mean_grads = packed[:-K].view(K, -1) if balancer.needs_grads else None
         balancer.update(mean_losses, mean_grads)
@@ -222,9 +249,10 @@ def fit(cfg: TrainConfig, reporter: Reporter, *, per_user: bool = False, task: T
     stop_key = f"valid_{metric}{n}_mean"
     stopped_early = False
 
+    step = step_function(net, model, balancer, opt, cfg, world, autocast, device, reporter=reporter)
     for epoch in range(start_epoch, cfg.epochs):
         row = train_epoch(net, model, balancer, opt, samplers, cfg, epoch, rank, world, autocast, device,
-                          task.domains)
+                          task.domains, step=step)
         last = epoch + 1 == cfg.epochs
         if (epoch + 1) % cfg.eval_every == 0 or last:
             t1 = time.perf_counter()
@@ -259,9 +287,13 @@ def fit(cfg: TrainConfig, reporter: Reporter, *, per_user: bool = False, task: T
 
 def train_epoch(net: torch.nn.Module, model: ADC, balancer: torch.nn.Module, opt: Any, samplers: list[DomainSampler],
                 cfg: TrainConfig, epoch: int, rank: int, world: int, autocast, device: torch.device,
-                domains: tuple[str, ...], shared_grads=shared_layer_grads) -> dict[str, Any]:
+                domains: tuple[str, ...], shared_grads=shared_layer_grads, step=None) -> dict[str, Any]:
     """Train one epoch; returns the history row without the validation metrics: mean losses
-    and weights per domain, the balancer's stats, rates, memory and the rank spreads."""
+    and weights per domain, the balancer's stats, rates, memory and the rank spreads.
+    ``step``: the run's :func:`step_function` (made once per run: it holds the CUDA graphs);
+    None makes an eager one."""
+    if step is None:
+        step = step_function(net, model, balancer, opt, cfg, world, autocast, device, shared_grads, graphs=False)
     model.train()
     # Dropout masks and negatives depend only on (seed, epoch, rank): a repeated epoch
     # after a restart draws exactly what the lost one drew.
@@ -271,8 +303,7 @@ def train_epoch(net: torch.nn.Module, model: ADC, balancer: torch.nn.Module, opt
     positives, t0 = 0, time.perf_counter()
     for users, items in batches:
         positives += sum(len(u) for u in users)
-        mean_losses, _ = train_step(net, model, balancer, opt, users, items, world, autocast,
-                                    cfg.loss, cfg.l2, shared_grads=shared_grads)
+        mean_losses, _ = step(users, items)
         loss_sum += mean_losses.double()
     if device.type == "cuda":
         torch.cuda.synchronize(device)  # honest timing: wait for queued kernels

@@ -110,9 +110,10 @@ def all_reduce_sparse_grads(params: list[torch.nn.Parameter], world: int) -> Non
                                          check_invariants=False)
 
 
-def rows_as_sparse(rows: list[Rows], shape: torch.Size) -> Tensor:
+def rows_as_sparse(rows: list[Rows], shape: torch.Size, coalesced: bool = True) -> Tensor:
     """K tables' rows of one [n, d] weight as one sparse COO tensor [K, n, d] (for callers
-    that compare with a dense gradient: ``.to_dense()``)."""
+    that compare with a dense gradient: ``.to_dense()``). ``coalesced``: each table's
+    indices are sorted and distinct; else duplicates are summed by whoever coalesces it."""
     idx = torch.cat([torch.stack([torch.full_like(i, k), i]) for k, (i, _) in enumerate(rows)], 1)
-    return torch.sparse_coo_tensor(idx, torch.cat([v for _, v in rows]), (len(rows), *shape), is_coalesced=True,
-                                   check_invariants=False)
+    return torch.sparse_coo_tensor(idx, torch.cat([v for _, v in rows]), (len(rows), *shape),
+                                   is_coalesced=coalesced, check_invariants=False)

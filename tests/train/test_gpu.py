@@ -64,3 +64,63 @@ def test_training_on_gpu_matches_cpu_and_keeps_weights_valid(bf16, sparse_tables
     tol = 0.25
     for key in ("test_ndcg10_d0", "test_ndcg10_d1"):
         assert gpu["final"][key] == pytest.approx(cpu["final"][key], rel=tol), key
+
+
+def _twin_runs(cfg: TrainConfig, task):
+    """Two identical (model, step) pairs on cuda:0: one eager, one replayed from CUDA graphs."""
+    from adc_dist.balancing import make_balancer
+    from adc_dist.train.loop import autocast_for, step_function
+    from adc_dist.train.optim import make_optimizer
+
+    device = torch.device("cuda")
+    runs = []
+    for graphs in (False, True):
+        torch.manual_seed(0)
+        model = ADC.from_config(cfg, task.n_users, task.n_items).to(device)
+        opt, bal = make_optimizer(model, cfg), make_balancer(cfg, task.num_domains).to(device)
+        step = step_function(model, model, bal, opt, cfg, 1, autocast_for(cfg, device), device, graphs=graphs)
+        runs.append((model, bal, step))
+    return runs
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+@pytest.mark.parametrize("preset", [None, "paper"])  # gmf (GradNorm on P's rows) and the paper's MLP
+def test_steps_replayed_from_cuda_graphs_train_what_eager_steps_train(preset, bf16):
+    from adc_dist.config import from_mapping
+    from adc_dist.train.graphed import GraphedStep
+
+    task = make_task(n_users=400, per_user=(25, 8), seed=11)
+    cfg = from_mapping({"d": 32, "batch_size": 512, "use_gpu": True, "bf16": bf16, "sparse_tables": "false",
+                        **({"preset": preset} if preset else {})}, where="test")
+    samplers = samplers_for(task, "cuda")
+    # Four epochs: every size tuple of an epoch comes back often enough to be captured and replayed.
+    batches = [b for e in range(4) for b in EpochBatches(samplers, seed=0, epoch=e, rank=0, world=1,
+                                                          batch_size=cfg.batch_size, negatives=cfg.negatives)]
+    (eager_model, eager_bal, eager), (graph_model, graph_bal, graphed) = _twin_runs(cfg, task)
+    assert isinstance(graphed, GraphedStep) and not isinstance(eager, GraphedStep)
+    # The same kernels in the same order; only CUDA's atomic adds (index_add_) may order a sum
+    # differently, and bf16 rounds such a difference up.
+    tol = {"rtol": 1e-2, "atol": 1e-3} if bf16 else {"rtol": 1e-4, "atol": 1e-5}
+    for users, items in batches:
+        want, _ = eager(users, items)
+        got, _ = graphed(users, items)
+        torch.testing.assert_close(got, want, **tol)
+    assert graphed.graphs and graphed.failed is None, graphed.failed
+    replays = len(batches) - sum(graphed.seen.values())
+    assert replays >= len(batches) // 2, (replays, len(batches))
+    for (name, a), b in zip(eager_model.state_dict().items(), graph_model.state_dict().values()):
+        torch.testing.assert_close(b, a, **tol, msg=name)
+    torch.testing.assert_close(graph_bal.weights(), eager_bal.weights(), **tol)
+
+
+def test_a_gpu_run_replays_cuda_graphs_and_lands_where_the_eager_run_lands():
+    task = make_task(n_users=400, per_user=(25, 8), seed=8)
+    graphed = _fit(task, use_gpu=True, sparse_tables="false")
+    eager = _fit(task, use_gpu=True, sparse_tables="false", cuda_graphs=False)
+    assert len(graphed["history"]) == len(eager["history"]) == 4
+    for g, e in zip(graphed["history"], eager["history"]):
+        for key in ("loss_d0", "loss_d1", "weight_d0", "weight_d1"):
+            assert g[key] == pytest.approx(e[key], rel=1e-4), (g["epoch"], key)
+        assert g["valid_ndcg10_mean"] == pytest.approx(e["valid_ndcg10_mean"], abs=2e-3), g["epoch"]
+    for key in ("test_ndcg10_d0", "test_ndcg10_d1"):
+        assert graphed["final"][key] == pytest.approx(eager["final"][key], abs=2e-3), key
