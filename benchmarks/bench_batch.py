@@ -3,6 +3,7 @@
     python benchmarks/bench_batch.py                          # amazon-book-music, 1024/4096/16384, 20 epochs
     python benchmarks/bench_batch.py --batches 1024,4096 --epochs 10 --scaling sqrt,linear
     python benchmarks/bench_batch.py --batches 4096 --scaling none --epochs 30 --sparse-tables false,true
+    python benchmarks/bench_batch.py --gpu --batches 1024,4096,16384,65536   # on a GPU: quality against epoch time
 
 The learning rate of batch B is ``lr * (B / base_batch) ** p`` with p = 0.5 (``sqrt``,
 the usual rule for Adam), 1 (``linear``) or 0 (``none``); ``lr`` (or ``--lr``) and
@@ -37,9 +38,10 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--lr", type=float, default=None, help="the learning rate at the base batch (default: the config's)")
+    ap.add_argument("--gpu", action="store_true", help="train on cuda:0 (in-process, as test_gpu.py does)")
     ap.add_argument("--sparse-tables", default=None, help="comma-separated true/false (default: the config's)")
     args = ap.parse_args()
-    base = TrainConfig(task=args.task, epochs=args.epochs, patience=0, seed=args.seed, num_workers=1,
+    base = TrainConfig(task=args.task, epochs=args.epochs, patience=0, seed=args.seed, num_workers=1, use_gpu=args.gpu,
                        storage_path=tempfile.mkdtemp(prefix="adc_bench_batch_"))
     if args.lr is not None:
         base = base.replace(lr=args.lr)

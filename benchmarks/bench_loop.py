@@ -4,6 +4,7 @@
     python benchmarks/bench_loop.py --task synthetic:100000x2 --steps 30
     python benchmarks/bench_loop.py --gpu [--bf16]    # on a GPU machine
     python benchmarks/bench_loop.py --steps 20 --loops-only --batches 1024 --profile 25   # where a step's time goes
+    python benchmarks/bench_loop.py --model default --gpu --bf16   # the default model (gmf), no bare loop
 
 Everything is measured side by side in one run (a loaded box slows every column alike):
 
@@ -12,7 +13,9 @@ that changes during the run does not favour one loop.
 
 * ``loop``: the project's in-process loop, i.e. ``epoch_batches`` (device-side sampling)
   + ``train_step`` (GradNorm, one all-reduce) with the run's optimizer (``make_optimizer``),
-  as ``adc_dist.train.loop.fit`` runs them;
+  as ``adc_dist.train.loop.fit`` runs them: on a GPU replayed from CUDA graphs where a run
+  would replay them (``adc_dist.train.graphed``; "(graphs)"), and then also timed with
+  eager steps (``same, eager steps``);
 * ``bare``: a hand-written reference loop of the same shape and batch: the same
   embedding tables and MLP (concatenated [p; q], no factorisation), BCE, plain summed
   losses, Adam, batches drawn with ``torch.randint`` (no exclusion, no balancer);
@@ -20,6 +23,10 @@ that changes during the run does not favour one loop.
   training, for the torch sampler on the device and, for reference, the numpy sampler
   the loop used before (``adc_dist.data.sampling``, host only);
 * ``eval``: full ranking of every validation user of each domain against one epoch.
+
+``--model paper`` (the default here) is the paper's shape, the one the bare loop writes by
+hand; ``--model default`` times TrainConfig's defaults (the gmf model users train) with no
+bare reference (a bare loop of another shape would say nothing about the loop's overhead).
 
 Throughput is reported as scored pairs/s (positives x (1 + negatives)) and positives/s.
 Targets (issue 14): loop >= 1.0x bare at the default batch and at 4,096; torch batch
@@ -52,7 +59,8 @@ from adc_dist.data.sharding import epoch_shard
 from adc_dist.data.torch_sampler import samplers_for
 from adc_dist.model.network import ADC, hidden_widths
 from adc_dist.train.evaluate import evaluate
-from adc_dist.train.loop import epoch_batches, prepare_task, train_step
+from adc_dist.train.graphed import GraphedStep
+from adc_dist.train.loop import epoch_batches, prepare_task, step_function
 from adc_dist.train.optim import make_optimizer
 
 
@@ -137,13 +145,15 @@ def timed_side_by_side(steps_fns: list, steps: int, device: torch.device, warmup
     return total
 
 
-def project_step(task, cfg: TrainConfig, device: torch.device, autocast):
-    """One step of the project's loop, batches included, as a function."""
+def project_step(task, cfg: TrainConfig, device: torch.device, autocast, graphs: bool = True):
+    """One step of the project's loop, batches included, as a function: ``fit``'s step
+    (``step_function``: replayed from CUDA graphs where a run would, unless ``graphs`` is false)."""
     torch.manual_seed(0)
     model = ADC.from_config(cfg, task.n_users, task.n_items).to(device)
     opt = make_optimizer(model, cfg)  # the run's optimizer (fused Adam on dense tables)
     balancer = make_balancer(cfg, task.num_domains).to(device)
     samplers = samplers_for(task, device)
+    train = step_function(model, model, balancer, opt, cfg, 1, autocast(), device, graphs=graphs)
     state = {"it": iter(()), "epoch": 0}
 
     def step() -> None:
@@ -153,8 +163,9 @@ def project_step(task, cfg: TrainConfig, device: torch.device, autocast):
             state["it"] = iter(epoch_batches(samplers, cfg, state["epoch"], 0, 1))
             state["epoch"] += 1
             users, items = next(state["it"])
-        train_step(model, model, balancer, opt, users, items, 1, autocast(), loss=cfg.loss, l2=cfg.l2)
+        train(users, items)
 
+    step.graphed = isinstance(train, GraphedStep)
     return step
 
 
@@ -245,68 +256,86 @@ def main() -> None:
     ap.add_argument("--gpu", action="store_true")
     ap.add_argument("--bf16", action="store_true", help="also the bf16 autocast loops (GPU)")
     ap.add_argument("--sparse", action="store_true", help="also the bare loop with sparse rows + SparseAdam")
+    ap.add_argument("--model", choices=("paper", "default"), default="paper",
+                    help="paper: the paper preset, against the bare loop; default: TrainConfig's defaults, loop alone")
+    ap.add_argument("--no-numpy", action="store_true", help="batch building: skip the numpy sampler (slow at 10^6 users)")
     ap.add_argument("--loops-only", action="store_true", help="skip batch building and evaluation")
     ap.add_argument("--profile", type=int, default=0, metavar="N",
                     help="also print the N most expensive ops of each loop's step at the default batch")
     args = ap.parse_args()
     device = torch.device("cuda" if args.gpu else "cpu")
-    # The paper's shape (MLP over [p; q], BCE): the shape the bare reference loop writes by hand.
-    base = from_mapping({"task": args.task, "patience": 0, "preset": "paper"}, where="bench_loop")
+    # The paper's shape (MLP over [p; q], BCE) is the shape the bare reference loop writes by hand.
+    paper = args.model == "paper"
+    base = from_mapping({"task": args.task, "patience": 0, **({"preset": "paper"} if paper else {})},
+                        where="bench_loop")
     task = prepare_task(base)
     batches = [int(b) for b in args.batches.split(",")] if args.batches else sorted({base.batch_size, 4096})
     gpu = torch.cuda.get_device_name(0) if args.gpu else "none"
     print(f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPU cores, GPU: {gpu}; "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads; load average {os.getloadavg()[0]:.2f}")
     print(f"{args.task}: {task.n_users:,} users, items {task.n_items}, train positives "
-          f"{[len(t) for t in task.train]}; d={base.d}, {base.num_hidden_layers} hidden layers, rho={base.negatives}\n")
+          f"{[len(t) for t in task.train]}; {args.model} model: {base.interaction}, d={base.d}, "
+          + (f"{base.num_hidden_layers} hidden layers, " if "mlp" in base.interaction else "")
+          + f"rho={base.negatives}, {base.loss}, "
+          f"sparse tables {base.sparse_tables}\n")
     rho1 = 1 + base.negatives
     dtypes = [("fp32", torch.float32)] + ([("bf16", torch.bfloat16)] if args.bf16 else [])
-    print(f"{'loop':<28} {'batch':>6} {'pairs/s':>14} {'positives/s':>13} {'ms/step':>8}")
-    epoch_s = None
+    print(f"{'loop':<34} {'batch':>6} {'pairs/s':>14} {'positives/s':>13} {'ms/step':>8}")
+    epoch_s = epoch_batch = None
     for batch in batches:
         cfg = base.replace(batch_size=batch)
         for tag, dtype in dtypes:
             ac = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype != torch.float32 else nullcontext
             loop = project_step(task, cfg, device, ac)
-            fns = [loop, bare_step(task, cfg, device, ac)] + ([bare_step(task, cfg, device, ac, True)] if args.sparse else [])
-            sec, bare_sec, *sparse_sec = timed_side_by_side(fns, args.steps, device)
+            # A graphed loop (GPU) is timed beside the same loop's eager steps.
+            eager = [project_step(task, cfg, device, ac, graphs=False)] if loop.graphed else []
+            bares = ([bare_step(task, cfg, device, ac)] + ([bare_step(task, cfg, device, ac, True)] if args.sparse else [])
+                     if paper else [])
+            sec, *other_secs = timed_side_by_side([loop] + eager + bares, args.steps, device)
+            eager_secs, bare_secs = other_secs[:len(eager)], other_secs[len(eager):]
             # Both loops train the same positives per step (the epoch plan's sizes, +-1).
             pos = bare_pos = sum(_domain_batch_sizes(task, cfg)) * args.steps
-            _row(f"in-process loop, {tag}", batch, pos, sec, args.steps, rho1)
-            _row(f"bare loop, {tag}", batch, bare_pos, bare_sec, args.steps, rho1)
-            print(f"{'':<28} loop / bare = {(pos / sec) / (bare_pos / bare_sec):.2f}x (target >= 1.0x)")
-            if args.sparse:
-                _row(f"bare loop, sparse rows, {tag}", batch, bare_pos, sparse_sec[0], args.steps, rho1)
+            _row(f"in-process loop, {tag}" + (" (graphs)" if loop.graphed else ""), batch, pos, sec, args.steps, rho1)
+            if eager:
+                _row(f"  same, eager steps, {tag}", batch, pos, eager_secs[0], args.steps, rho1)
+            if paper:
+                _row(f"bare loop, {tag}", batch, bare_pos, bare_secs[0], args.steps, rho1)
+                print(f"{'':<34} loop / bare = {(pos / sec) / (bare_pos / bare_secs[0]):.2f}x (target >= 1.0x)")
+            if args.sparse and paper:
+                _row(f"bare loop, sparse rows, {tag}", batch, bare_pos, bare_secs[1], args.steps, rho1)
             if device.type == "cuda":
                 host, peak = gpu_profile(loop, min(args.steps, 20), device)
-                print(f"{'':<28} host share of the step {100 * host:.1f} % (target <= 5 %), "
+                print(f"{'':<34} host share of the step {100 * host:.1f} % (target <= 5 %), "
                       f"peak GPU memory {peak:.2f} GiB")
             if args.profile and batch == base.batch_size and tag == "fp32":
-                op_profile({"in-process loop": loop, "bare loop": fns[1]}, args.profile)
-            if batch == base.batch_size and tag == "fp32":
+                op_profile({"in-process loop": loop, **({"bare loop": bares[0]} if paper else {})}, args.profile)
+            # The epoch that evaluation is set against: at the default batch, else the first measured.
+            if tag == "fp32" and (epoch_s is None or batch == base.batch_size):
                 steps_per_epoch = max(-(-len(tr) // batch) for tr in task.train)
-                epoch_s = sec / args.steps * steps_per_epoch
+                epoch_s, epoch_batch = sec / args.steps * steps_per_epoch, batch
     if args.loops_only:
         return
     print()
     cfg = base
-    t_np, n_np = numpy_batches(task, cfg, epochs=2)
     t_t, n_t = torch_batches(task, cfg, device, epochs=2)
-    print(f"batch building alone (batch {cfg.batch_size}, 2 epochs): numpy sampler {n_np * rho1 / t_np / 1e6:.1f} M "
-          f"pairs/s, torch sampler on {device.type} {n_t * rho1 / t_t / 1e6:.1f} M pairs/s "
-          f"({n_t / t_t / 1e6:.2f} M positives/s) -> {(n_t / t_t) / (n_np / t_np):.2f}x (target >= 2x)")
+    line = (f"batch building alone (batch {cfg.batch_size}, 2 epochs): torch sampler on {device.type} "
+            f"{n_t * rho1 / t_t / 1e6:.1f} M pairs/s ({n_t / t_t / 1e6:.2f} M positives/s)")
+    if not args.no_numpy:
+        t_np, n_np = numpy_batches(task, cfg, epochs=2)
+        line += f", numpy sampler {n_np * rho1 / t_np / 1e6:.1f} M pairs/s -> {(n_t / t_t) / (n_np / t_np):.2f}x (target >= 2x)"
+    print(line)
     model = ADC.from_config(base, task.n_users, task.n_items).to(device).eval()
     for k, dom in enumerate(task.domains):
         t0 = time.perf_counter()
         evaluate(lambda u, _k, k=k: model.score_all(u, k), task.select([dom]), "valid", base.topk, device=device)
         sec = time.perf_counter() - t0
         print(f"full ranking of {dom}'s validation users: {sec:.2f} s = {sec / epoch_s:.2f} training epochs "
-              f"(epoch {epoch_s:.2f} s at batch {base.batch_size}; target <= 0.5)")
+              f"(epoch {epoch_s:.2f} s at batch {epoch_batch}; target <= 0.5)")
     print(f"\nload average after the run: {os.getloadavg()[0]:.2f}")
 
 
 def _row(label: str, batch: int, positives: int, sec: float, steps: int, rho1: int) -> None:
-    print(f"{label:<28} {batch:>6} {positives * rho1 / sec:>14,.0f} {positives / sec:>13,.0f} "
+    print(f"{label:<34} {batch:>6} {positives * rho1 / sec:>14,.0f} {positives / sec:>13,.0f} "
           f"{1000 * sec / steps:>8.1f}")
 
 
