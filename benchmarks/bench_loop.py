@@ -258,7 +258,8 @@ def main() -> None:
     ap.add_argument("--sparse", action="store_true", help="also the bare loop with sparse rows + SparseAdam")
     ap.add_argument("--model", choices=("paper", "default"), default="paper",
                     help="paper: the paper preset, against the bare loop; default: TrainConfig's defaults, loop alone")
-    ap.add_argument("--no-numpy", action="store_true", help="batch building: skip the numpy sampler (slow at 10^6 users)")
+    ap.add_argument("--no-numpy", action="store_true",
+                    help="batch building: skip the numpy sampler (slow at 10^6 users)")
     ap.add_argument("--loops-only", action="store_true", help="skip batch building and evaluation")
     ap.add_argument("--profile", type=int, default=0, metavar="N",
                     help="also print the N most expensive ops of each loop's step at the default batch")
@@ -289,8 +290,9 @@ def main() -> None:
             loop = project_step(task, cfg, device, ac)
             # A graphed loop (GPU) is timed beside the same loop's eager steps.
             eager = [project_step(task, cfg, device, ac, graphs=False)] if loop.graphed else []
-            bares = ([bare_step(task, cfg, device, ac)] + ([bare_step(task, cfg, device, ac, True)] if args.sparse else [])
-                     if paper else [])
+            bares = [bare_step(task, cfg, device, ac)] if paper else []
+            if paper and args.sparse:
+                bares.append(bare_step(task, cfg, device, ac, True))
             sec, *other_secs = timed_side_by_side([loop] + eager + bares, args.steps, device)
             eager_secs, bare_secs = other_secs[:len(eager)], other_secs[len(eager):]
             # Both loops train the same positives per step (the epoch plan's sizes, +-1).
@@ -322,7 +324,8 @@ def main() -> None:
             f"{n_t * rho1 / t_t / 1e6:.1f} M pairs/s ({n_t / t_t / 1e6:.2f} M positives/s)")
     if not args.no_numpy:
         t_np, n_np = numpy_batches(task, cfg, epochs=2)
-        line += f", numpy sampler {n_np * rho1 / t_np / 1e6:.1f} M pairs/s -> {(n_t / t_t) / (n_np / t_np):.2f}x (target >= 2x)"
+        line += (f", numpy sampler {n_np * rho1 / t_np / 1e6:.1f} M pairs/s -> "
+                 f"{(n_t / t_t) / (n_np / t_np):.2f}x (target >= 2x)")
     print(line)
     model = ADC.from_config(base, task.n_users, task.n_items).to(device).eval()
     for k, dom in enumerate(task.domains):

@@ -9,10 +9,11 @@ this says why. For ``--steps`` steps of ``bench_loop.project_step`` (device batc
 GradNorm, the run's optimizer) after a warm-up, it prints:
 
 * wall ms per step, kernel launches per step, GPU busy ms per step (profiler);
-* each phase's host (CPU) and GPU time per step (eager steps: a replayed graph runs no Python): the batches' draw, the forward, the
-  losses and L2 term, GradNorm's per-domain row gradients and their coalescing, the
-  balancer's update, the backward and the optimizer (record_function ranges around the
-  functions ``loop.train_step`` calls; what is left is the small ops between them);
+* each phase's host (CPU) and GPU time per step (of eager steps: a replayed graph runs no
+  Python): the batches' draw, the forward, the losses and L2 term, GradNorm's per-domain
+  row gradients, the balancer's update, the backward and the optimizer (record_function
+  ranges around the functions ``loop.train_step`` calls; what is left is the small ops
+  between them);
 * the ops with the most host time, with their call counts;
 * every place the step waits for the GPU (``torch.cuda.set_sync_debug_mode``), by the
   project's source line that made it.
@@ -42,6 +43,7 @@ from torch.profiler import ProfilerActivity, profile, record_function
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_loop import project_step  # noqa: E402
 
+from adc_dist.balancing import gradnorm  # noqa: E402
 from adc_dist.config import from_mapping  # noqa: E402
 from adc_dist.data import torch_sampler  # noqa: E402
 from adc_dist.model import network  # noqa: E402
@@ -68,7 +70,7 @@ def _instrument() -> None:
     _ranged(network.ADC, "embedding_sq_norms", "L2 term")
     _ranged(loop, "domain_losses", "losses")
     _ranged(loop, "shared_row_grads", "GradNorm: row gradients of P")
-    _ranged(loop, "coalesce_rows", "GradNorm: coalesce rows")
+    _ranged(gradnorm.GradNorm, "update", "GradNorm: the weights' update")
     _ranged(loop, "rows_as_sparse", "GradNorm: rows as sparse")
     _ranged(torch.Tensor, "backward", "backward")
 
@@ -136,8 +138,8 @@ def main() -> None:
     kernels = sum(e.count for e in events if e.device_type == torch.autograd.DeviceType.CUDA) / n if cuda else 0
     busy = sum(e.self_device_time_total for e in events) / n / 1e3 if cuda else 0.0
     aten = sum(e.count for e in events if e.key.startswith("aten::")) / n
-    print(f"{args.task}, {args.model} model ({cfg.interaction}, sparse tables {cfg.sparse_tables}), batch {args.batch}, "
-          f"{'CUDA graphs' if step.graphed else 'eager steps'}, "
+    print(f"{args.task}, {args.model} model ({cfg.interaction}, sparse tables {cfg.sparse_tables}), "
+          f"batch {args.batch}, {'CUDA graphs' if step.graphed else 'eager steps'}, "
           f"on {torch.cuda.get_device_name(0) if cuda else 'CPU'}; torch {torch.__version__}")
     print(f"wall {wall:.2f} ms/step (profiler off); aten calls {aten:.0f}/step; kernels {kernels:.0f}/step; "
           f"GPU busy {busy:.2f} ms/step")

@@ -96,4 +96,3 @@ def summed_row_norm(indices: torch.Tensor, values: torch.Tensor) -> torch.Tensor
     run = torch.cumsum(starts, 0) - 1
     summed = torch.zeros_like(values).index_add_(0, run, values[order])
     return torch.linalg.vector_norm(summed)
-

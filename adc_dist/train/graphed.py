@@ -36,8 +36,6 @@ from adc_dist.train.optim import sparse_table_params
 
 WARMUP = 2  # eager steps of a size tuple before it is captured
 
-Batch = tuple[list[torch.Tensor], list[torch.Tensor]]
-
 
 def why_eager(cfg: Any, model: torch.nn.Module, opt: Any, device: torch.device, world: int) -> str | None:
     """Why this run's steps cannot be replayed from CUDA graphs, or None when they can."""
