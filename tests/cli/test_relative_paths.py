@@ -91,8 +91,29 @@ def test_tune_with_a_relative_data_root_and_space(readme_runs):
     assert len(trials) == 2 and (trials["status"] == "ok").all(), trials[["status", "error"]]
     assert Path(trials["data_root"].iloc[0]).is_absolute()
     assert re.search(r"trials: 100%.*2/2 \[\d\d:\d\d<\d\d:\d\d", proc.stderr), proc.stderr  # the ETA bar
-    assert "Traceback" not in proc.stdout + proc.stderr
+    assert not tracebacks_but_rays_shutdown(proc.stdout + proc.stderr), proc.stdout + proc.stderr
     nothing_downloaded(cwd)
+
+
+def tracebacks_but_rays_shutdown(text: str) -> list[str]:
+    """The tracebacks in ``--verbose`` output (which forwards the trial actors' own output),
+    less Ray's own at shutdown: an actor of a finished trial that Ray's SIGTERM reaches inside
+    a garbage-collector callback prints one ending in ray/_private/worker.py's sigterm_handler
+    raising SystemExit (seen once in a CI run under load, both trials ok). A traceback of ours
+    in a trial would also fail the trial, which the caller checks as well."""
+    blocks = re.split(r"(?=Traceback \(most recent call last\):)", text)[1:]
+    heads = ["\n".join(b.splitlines()[:15]) for b in blocks]
+    return [h for h in heads if not ("in sigterm_handler" in h and "SystemExit" in h)]
+
+
+def test_rays_shutdown_traceback_is_told_apart_from_others():
+    rays = ("(run_trial pid=1) Traceback (most recent call last):\n(run_trial pid=1)   File \"weakrefset.py\", "
+            "line 39, in _remove\n(run_trial pid=1)   File \"ray/_private/worker.py\", line 1063, in "
+            "sigterm_handler\n(run_trial pid=1) SystemExit: 1\n")
+    ours = "Traceback (most recent call last):\n  File \"adc_dist/train/loop.py\", line 9\nValueError: bad\n"
+    assert tracebacks_but_rays_shutdown("trials: 100%\n" + rays) == []
+    assert len(tracebacks_but_rays_shutdown(rays + ours)) == 1
+    assert tracebacks_but_rays_shutdown(ours)[0].endswith("ValueError: bad")
 
 
 def test_verbose_shows_rays_own_lines(readme_runs):
