@@ -66,7 +66,7 @@ MAX_LIST = 64  # values in one list field (topk, domains, static_weights)
 @dataclass
 class TrainConfig:
     # --- data -------------------------------------------------------------------
-    task: str = "amazon-book-music"
+    task: str = "amazon-book-music"  # a task of `python -m adc_dist.data list`, or synthetic:<users>x<domains>
     data_root: str | None = None  # None: $ADC_DATA_ROOT, else the download cache
     seed: int = 0  # split seed and model/sampling seed
     min_rating: float | None = None  # keep only ratings >= this as positives
@@ -81,13 +81,14 @@ class TrainConfig:
     d: int = 128  # embedding size (paper: 100)
     num_hidden_layers: int = 2  # shared ReLU layers on [p_u ; q_i]
     hidden_shape: str = "halving"  # "halving": 2d -> d -> d/2 ...; "constant": 2d wide
-    dropout: float = 0.0
+    dropout: float = 0.0  # after every hidden layer of an MLP interaction (training only)
     init_std: float = 0.1  # normal init of the embedding tables (paper: 0.01)
     # S_k and Q_k start at zero, P alone at N(0, init_std^2) (paper: false, every table drawn): a
     # row without train data then adds nothing to a score instead of random noise (docs/model.md)
     zero_init: bool = True
-    user_repr: str = "shared+specific"  # "shared": p_u (paper); "shared+specific": p_u + s_u^k;
-    # "shared+gated": g_k * p_u + s_u^k with a learned per-domain, per-dimension gate g_k in (0, 2)
+    # "shared": p_u (paper); "shared+specific": p_u + s_u^k; "shared+gated": g_k * p_u + s_u^k
+    # with a learned per-domain, per-dimension gate g_k in (0, 2)
+    user_repr: str = "shared+specific"
     interaction: str = "gmf"  # "mlp" (paper), "mlp+gmf" (MLP head + p.q), "gmf" (p.q only)
     item_bias: bool = True  # a learned bias per item added to the logit (paper: none)
     # --- objective and balancing ------------------------------------------------
@@ -97,13 +98,13 @@ class TrainConfig:
     negatives: int = 20  # rho: sampled negatives per positive (paper: 5)
     loss: str = "bpr"  # "bce" over positive + negatives (paper); "bpr": -log sigmoid(s_pos - s_neg)
     l2: float = 3e-3  # L2 on the embeddings of the batch, added to every domain's loss (paper: 0)
-    balancer: str = "gradnorm"
+    balancer: str = "gradnorm"  # the domain weights: "gradnorm", "equal", "static" or "uncertainty"
     gamma: float = 1.5  # GradNorm asymmetry (the paper's gamma, GradNorm's alpha)
     balancer_lr: float = 0.025  # learning rate of the domain weights (GradNorm paper)
     static_weights: list[float] | None = None  # for balancer="static"; rescaled to sum K
     # --- optimisation ------------------------------------------------------------
-    lr: float = 5e-3  # (paper: 1e-3) measured with batch_size, docs/performance.md
-    weight_decay: float = 0.0
+    lr: float = 5e-3  # Adam's learning rate (paper: 1e-3), measured with batch_size, docs/performance.md
+    weight_decay: float = 0.0  # Adam's weight decay on every parameter (> 0: "auto" keeps the tables dense)
     # "true": row-sparse table gradients + lazy Adam (LazyAdam) on the tables, a step costs
     # O(batch) instead of O(users + items); "false": dense Adam on every row; "auto": sparse
     # from AUTO_SPARSE_ROWS table rows on, unless weight_decay > 0 (train/optim.py)
@@ -111,24 +112,24 @@ class TrainConfig:
     # positives per step of the largest domain, per worker; 1,024 at lr 5e-3 beat 4,096 at 1e-2 and
     # 16,384 at equal epochs (docs/performance.md, "Batch size and learning rate")
     batch_size: int = 1024
-    epochs: int = 30  # (paper: 20)
-    eval_every: int = 1
-    topk: list[int] = field(default_factory=lambda: [5, 10, 20, 50])
+    epochs: int = 30  # at most this many epochs (paper: 20)
+    eval_every: int = 1  # validate every this many epochs (and after the last)
+    topk: list[int] = field(default_factory=lambda: [5, 10, 20, 50])  # the N of Recall@N and NDCG@N
     early_stop_metric: str = "ndcg@10"  # mean over domains of this validation metric
     patience: int = 3  # epochs without improvement before stopping; 0 = never stop early (paper: 5)
     eval_users: int = 0  # 0: evaluate every user (exact); N: a fixed seeded sample of N users per domain
     # --- distribution and run ----------------------------------------------------
     num_workers: int = 0  # 0: as many as the machine sensibly holds
-    use_gpu: bool = False
+    use_gpu: bool = False  # one GPU per worker
     bf16: bool = False  # bf16 autocast on GPU
     # replay each step from a CUDA graph on one GPU with dense tables and no dropout (train/graphed.py):
     # Python launches a small step's ~345 kernels slower than the GPU runs them
     cuda_graphs: bool = True
-    cpus_per_worker: float = 1.0
+    cpus_per_worker: float = 1.0  # CPUs Ray reserves for each worker
     max_failures: int = 0  # whole-group restarts from the last checkpoint
     storage_path: str = "runs"  # run directories are created under this
     name: str | None = None  # run name; None: <task>-<timestamp>
-    resume: bool = False
+    resume: bool = False  # continue the run called --name from its last checkpoint
     embedding_sharding: str = "none"  # EMBEDDING_SHARDINGS: "none" (DDP replicas) or TorchRec-sharded tables
 
     # ------------------------------------------------------------------------------

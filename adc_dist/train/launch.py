@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 # Only light imports at module level: `--help` and flag errors must not wait for torch/Ray.
 from adc_dist.cli.argparser import Parser
+from adc_dist.cli.field_help import field_comments
 from adc_dist.config import FIELD_NAMES, TrainConfig, from_mapping, load_yaml
 from adc_dist.errors import AdcError, raise_user_error
 from adc_dist.inputs.paths import FORWARDED_ENV, absolute, absolutize_env, default_storage
@@ -66,12 +67,13 @@ def build_parser() -> Parser:
     p.add_argument("--verbose", action="store_true",
                    help="also show Ray's own log lines (by default they go to Ray's session log files)")
     cfg = p.add_argument_group("config fields (see adc_dist/config.py)")
-    defaults = TrainConfig()
+    defaults, meaning = TrainConfig(), field_comments()
     for name in FIELD_NAMES:
         flags = [f"--{name}"]  # the Parser adds the --dash-case spelling
         default = getattr(defaults, name)
+        text = f"{meaning[name]} (default: {default})" if name in meaning else f"default: {default}"
         kw: dict[str, Any] = {"dest": f"cfg_{name}", "default": None, "metavar": "V",
-                              "help": f"default: {default}"}
+                              "help": text.replace("%", "%%")}  # argparse formats help with %
         if isinstance(default, bool):
             kw.update(nargs="?", const="true")  # --use_gpu alone means true
         cfg.add_argument(*flags, **kw)
