@@ -286,7 +286,9 @@ def main() -> None:
     for batch in batches:
         cfg = base.replace(batch_size=batch)
         for tag, dtype in dtypes:
-            ac = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype != torch.float32 else nullcontext
+            # bf16 as a run's autocast_for makes it: the weight-cast cache off (CUDA graphs)
+            ac = ((lambda: torch.autocast(device.type, dtype=dtype, cache_enabled=False)) if dtype != torch.float32
+                  else nullcontext)
             loop = project_step(task, cfg, device, ac)
             # A graphed loop (GPU) is timed beside the same loop's eager steps.
             eager = [project_step(task, cfg, device, ac, graphs=False)] if loop.graphed else []
