@@ -78,25 +78,22 @@ def _instrument() -> None:
 def _syncs(step, steps: int) -> Counter:
     """The project lines that made the step wait for the GPU, counted over ``steps`` steps."""
     seen: Counter = Counter()
-    shown = warnings.showwarning
 
     def record(message, category, filename, lineno, file=None, line=None):
         frames = [f for f in traceback.extract_stack()[:-1] if "adc_dist" in f.filename or "benchmarks" in f.filename]
         where = " <- ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(frames[-3:]))
         seen[(str(message).split("\n")[0][:70], where)] += 1
 
-    warnings.showwarning = record
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("always")
-            warnings.showwarning = record
-            torch.cuda.set_sync_debug_mode("warn")
+    with warnings.catch_warnings():  # restores the filters and showwarning on exit
+        warnings.simplefilter("always")
+        warnings.showwarning = record
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
             for _ in range(steps):
                 step()
             torch.cuda.synchronize()
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
-        warnings.showwarning = shown
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
     return seen
 
 

@@ -123,8 +123,12 @@ def step_function(net: torch.nn.Module, model: ADC, balancer: torch.nn.Module, o
         return train_step(net, model, balancer, opt, users, items, world, autocast, cfg.loss, cfg.l2,
                           shared_grads=shared_grads)
 
-    why = ("sharded tables" if shared_grads is not shared_layer_grads else
-           why_eager(cfg, model, opt, device, world) if graphs else "eager steps asked for")
+    if shared_grads is not shared_layer_grads:
+        why = "sharded tables"
+    elif not graphs:
+        why = "eager steps asked for"
+    else:
+        why = why_eager(cfg, model, opt, device, world)
     if reporter is not None and device.type == "cuda":
         reporter.log("training steps replay from CUDA graphs" if why is None else f"training steps run eagerly: {why}")
     return eager if why else GraphedStep(eager, opt, device)
