@@ -66,6 +66,8 @@ def test_sample_configs_are_the_default_then_distinct_seeded_members_of_the_grid
         assert sorted(c) == sorted(SPACES["cmf"]) and all(c[k] in SPACES["cmf"][k] for k in SPACES["cmf"])
     assert configs == sample_configs("cmf", 5, seed=3) and configs != sample_configs("cmf", 5, seed=4)
     assert sample_configs("popularity", 4) == [{}]  # nothing to tune: one configuration
+    with pytest.raises(ValueError, match="n >= 1"):
+        sample_configs("cmf", 0)
     # Every budget starts at the method's default; a budget of 1 is the default alone. BPR-MF's
     # is trained as ADC is, with 20 negatives and L2 3e-3 (benchmarks/baseline_recipe.py).
     for name, default in DEFAULTS.items():

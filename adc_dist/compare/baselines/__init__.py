@@ -88,6 +88,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 def sample_configs(name: str, n: int, seed: int = 0) -> list[dict[str, Any]]:
     """``n`` distinct configurations of ``SPACES[name]``'s grid (fewer if the grid is smaller):
     the method's default (``DEFAULTS``) where it has one, then uniform draws of the others."""
+    if n < 1:
+        # A negative slice end would silently keep all but the last draws.
+        raise ValueError(f"sample_configs needs n >= 1, got {n}")
     space = SPACES[name]
     keys = sorted(space)
     grid = [dict(zip(keys, values)) for values in itertools.product(*(space[k] for k in keys))]
