@@ -118,10 +118,10 @@ def settings_from_args(args: argparse.Namespace, argv: Sequence[str]) -> Setting
     if unknown or not methods:
         raise AdcError(f"--methods: unknown method {unknown[0] if unknown else '(none)'!r}; "
                        f"choose from {', '.join(cm.METHODS)}")
-    balancers = [m for m in cm.SPARSE_BALANCERS if m in methods]
-    if args.sparse_only and (args.no_balancing_study or not balancers):
+    sparse = [m for m in cm.SPARSE_METHODS if m in methods]
+    if args.sparse_only and (args.no_balancing_study or not sparse):
         raise AdcError("--sparse-only needs the sparse-domain study: drop --no-balancing-study and name at least "
-                       f"one of {', '.join(cm.SPARSE_BALANCERS)} in --methods")
+                       f"one of {', '.join(cm.SPARSE_METHODS)} in --methods")
     adc = {**ADC_FIXED, **(QUICK["adc"] if args.quick else {})}
     sources: dict[str, str] = {}
     if args.epochs is not None:
@@ -148,7 +148,7 @@ def settings_from_args(args: argparse.Namespace, argv: Sequence[str]) -> Setting
     return Settings(tasks=tasks, methods=[m for m in cm.METHODS if m in methods], seeds=list(range(seeds)),
                     budget=budget, out=out, work=Path(absolute(args.work)) if args.work else out / "tmp-work", adc=adc,
                     mf={**MF_FIXED, **(QUICK["mf"] if args.quick else {})},
-                    balancing=not args.no_balancing_study and bool(balancers), main_finals=not args.sparse_only,
+                    balancing=not args.no_balancing_study and bool(sparse), main_finals=not args.sparse_only,
                     quiet=args.quiet, command=" ".join(["python -m adc_dist.compare", *map(shlex.quote, argv)]))
 
 

@@ -40,6 +40,10 @@ BALANCER = {"mlp_single": "equal", "adc_equal": "equal", "adc_static": "static",
             "adc_uncertainty": "uncertainty", "adc_gradnorm": "gradnorm", "adc_paper": "gradnorm"}
 # The ADC balancers the sparse-domain study runs (those among the chosen methods).
 SPARSE_BALANCERS = ("adc_equal", "adc_static", "adc_gradnorm")
+# The other methods the study runs, each on its main-study configuration; they need no ADC
+# backbone, so a baseline run alone (e.g. --methods bpr_mf) has its sparse rows too.
+SPARSE_KEEP = ("popularity", "bpr_mf", "cmf", "adc_paper")
+SPARSE_METHODS = SPARSE_BALANCERS + SPARSE_KEEP
 COLD_MAX_TRAIN_ITEMS = 3  # the cold-user slice: at most this many train items in the evaluated domain
 
 KS = (10, 20)

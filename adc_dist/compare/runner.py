@@ -437,7 +437,7 @@ class Comparison:
             if s.main_finals:
                 self.log(f"task {i}/{len(s.tasks)} {task_name}: final runs, seeds {s.seeds}")
                 self.finals("main", task_name, task.domains, best)
-            if s.balancing and task_name in self.backbone_lr:
+            if s.balancing:
                 self.sparse_study(task_name, best)
 
     def sparse_study(self, task_name: str, main_best: dict[str, dict[str, Any]]) -> None:
@@ -454,13 +454,13 @@ class Comparison:
         small = min(task.domains, key=lambda d: len(task.train[task.domains.index(d)]))
         sub = {"subsample_domain": small, "subsample_frac": SUBSAMPLE_FRAC}
         study = f"sparse-{small}-10pct"
-        lr = self.backbone_lr[task_name]
+        lr = self.backbone_lr.get(task_name)  # absent without ADC methods: no balancer to run
         self.log(f"sparse study: {task_name} with '{small}' cut to {SUBSAMPLE_FRAC:.0%} of its train positives")
         best = {"adc_equal": {"lr": lr, "balancer": "equal"}} if "adc_equal" in self.s.methods else {}
         for m in [m for m in ("adc_static", "adc_gradnorm") if m in self.s.methods]:
             best[m] = self.tune_knob(study, task_name, task.num_domains, m,
                                      {**self.s.adc, **sub, "lr": lr, "balancer": cm.BALANCER[m], "seed": 0})
-        best.update({m: main_best[m] for m in ("popularity", "bpr_mf", "cmf", "adc_paper") if m in main_best})
+        best.update({m: main_best[m] for m in cm.SPARSE_KEEP if m in main_best})
         self.finals(study, task_name, task.domains, best, extra=sub)
 
     # ------------------------------------------------------------------ outputs

@@ -31,7 +31,7 @@ def _settings(*argv):
     (["--set", "d=-1"], "d must be > 0"),
     (["--frobnicate"], "unknown flag --frobnicate"),
     (["--sparse-only", "--no-balancing-study"], "--sparse-only needs the sparse-domain study"),
-    (["--sparse-only", "--methods", "bpr_mf,adc_paper"], "--sparse-only needs the sparse-domain study"),
+    (["--sparse-only", "--methods", "neumf,mlp_single"], "--sparse-only needs the sparse-domain study"),
 ])
 def test_bad_flags_raise_one_clear_error(argv, message):
     with pytest.raises(AdcError, match=message):
@@ -50,7 +50,8 @@ def test_quick_mode_is_one_task_two_seeds_and_small_models():
     assert s.adc["epochs"] <= 2 and s.balancing
     assert _settings("--quick", "--tasks", "six").tasks == ["amazon-book-music"]
     assert _settings("--methods", "cmf,adc_gradnorm").balancing  # the sparse study runs the balancers present
-    assert not _settings("--methods", "cmf,adc_paper").balancing  # ... and needs one of them
+    assert _settings("--methods", "cmf").balancing  # ... and the methods it keeps at their main configuration
+    assert not _settings("--methods", "neumf,mlp_single").balancing  # ... and needs one of those
     only = _settings("--sparse-only", "--methods", "bpr_mf,adc_gradnorm")
     assert only.balancing and not only.main_finals and _settings().main_finals
 
@@ -215,3 +216,16 @@ def test_a_budget_of_one_takes_every_default_without_a_validation_run(tiny_data_
     assert best["bpr_mf"]["d"] == 128 and best["adc_gradnorm"]["gamma"] == 1.5 and best["adc_paper"]["lr"] == 1e-2
     assert set(best) == set(c.s.methods) and c.backbone_lr["file:tiny.csv"] == 1e-2
     assert all(np.isnan(r["valid_ndcg10"]) for r in c.out.tuning)
+
+
+def test_a_baseline_alone_has_its_sparse_rows(tiny_data_root, tmp_path):
+    """--methods bpr_mf --sparse-only: the sparse study needs no ADC backbone for the methods it
+    keeps at their main configuration (a re-tuned baseline's sparse rows, run apart and merged)."""
+    from adc_dist.compare.runner import Comparison
+
+    c = Comparison(_settings("--budget", "1", "--seeds", "1", "--tasks", "file:tiny.csv", "--methods",
+                             "popularity,bpr_mf", "--sparse-only", "--out", str(tmp_path), "--quiet"))
+    c.run()
+    rows = pd.DataFrame(c.out.rows)
+    assert set(zip(rows["study"], rows["method"])) == {("sparse-b-10pct", "popularity"), ("sparse-b-10pct", "bpr_mf")}
+    assert c.backbone_lr == {} and (rows["ndcg@10"] > 0).all()
