@@ -5,6 +5,7 @@
     python -m adc_dist.compare --tasks amazon-dvd-video --methods cmf,adc_equal,adc_gradnorm
     python -m adc_dist.compare ... --set d=100 --set batch_size=1024   # other ADC settings
     python -m adc_dist.compare --merge results/a results/b --out results/ab   # runs made apart, one report
+    python -m adc_dist.compare --merge results/a results/bpr --replace bpr_mf --out results/c  # a rerun baseline
 
 Protocol (docs/compare.md):
 1. Tune every method with the same validation budget N (``--budget``) on split seed 0:
@@ -75,6 +76,9 @@ def build_parser() -> Parser:
                    help="fix another ADC TrainConfig field in every run, e.g. --set d=100 (repeatable)")
     p.add_argument("--work", help="cache of finished units (default <out>/tmp-work)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--replace", metavar="METHODS",
+                   help="with --merge: these methods' rows (comma list) come from the later input on the tasks "
+                        "where it has them, not the earlier, e.g. a baseline rerun with a wider grid")
     p.add_argument("--merge", nargs="+", metavar="DIR",
                    help="run nothing: merge finished comparisons' output folders (same seeds, budget and fixed "
                         "settings) into --out, with the tables and paired tests across all their methods; one "
@@ -96,8 +100,13 @@ def merge_from_args(args: argparse.Namespace, argv: Sequence[str]) -> None:
                        "effect: give only the folders, --out and --quiet")
     if not args.out:
         raise AdcError("--merge needs --out: the folder to write the merged comparison to")
+    replace = [m.strip() for m in (args.replace or "").split(",") if m.strip()]
+    unknown = [m for m in replace if m not in cm.METHODS]
+    if unknown:
+        raise AdcError(f"--replace: unknown method {unknown[0]!r}; choose from {', '.join(cm.METHODS)}")
     run_merge([Path(absolute(f)) for f in args.merge], Path(absolute(args.out)),
-              " ".join(["python -m adc_dist.compare", *map(shlex.quote, argv)]), quiet=args.quiet, names=args.merge)
+              " ".join(["python -m adc_dist.compare", *map(shlex.quote, argv)]), quiet=args.quiet, names=args.merge,
+              replace=replace)
 
 
 def settings_from_args(args: argparse.Namespace, argv: Sequence[str]) -> Settings:
@@ -159,6 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.merge:
         merge_from_args(args, argv)
         return 0
+    if args.replace:
+        raise AdcError("--replace says which method a --merge takes from the later input: it needs --merge")
     s = settings_from_args(args, argv)
     c = Comparison(s)
     c.log(f"compare: {len(s.tasks)} task(s), methods {', '.join(s.methods)}, budget {s.budget}, seeds {s.seeds}; "

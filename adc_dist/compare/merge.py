@@ -16,6 +16,13 @@ refuses otherwise:
 With one input folder the "merge" writes that comparison's outputs again with this
 version's report code (its tables, paired tests and targets), training nothing.
 
+``--replace METHOD`` is for a method rerun on purpose (a baseline re-tuned with a wider grid):
+where a later input holds that method on a task, its rows there (every study's units, and
+the tuning rows that chose their configurations) replace the earlier inputs', without the
+sameness check; on other tasks the earlier ones stay, and the report says which task took
+which. Replacing whole tasks keeps one run's configuration behind all of a task's rows: a
+sparse-study row of the old run beside main rows of the new would pair two tunings.
+
 Every input needs its ``per_user.parquet``: the paired tests read it (files over 1 MB are
 not committed; a comparison rerun with its ``--work`` cache, on the same code, writes it again
 in seconds).
@@ -151,11 +158,34 @@ def _check_same(unit: str, kept: pd.DataFrame, other: pd.DataFrame, first: Path,
                        "of one of them")
 
 
-def merge_outputs(outputs: list[Output], log: Callable[[str], Any] = print) -> Output:
-    """One Output holding every input's units; the first input's copy of a unit held twice."""
+def _drop_replaced(merged: Output, other: Output, replace: list[str]) -> tuple[Output, list[str]]:
+    """``merged`` without its rows of the methods in ``replace`` on the tasks where ``other`` has
+    them; and the ``task/method`` pairs so replaced."""
+    cols = ["task", "method"]
+    held = _keys(other.results, cols)
+    taken = set(held[other.results["method"].astype(str).isin(replace)])
+    replaced = sorted(taken & set(_keys(merged.results, cols)))
+    if not replaced:
+        return merged, []
+
+    def keep(df: pd.DataFrame) -> pd.DataFrame:
+        return df if df.empty else df[~_keys(df, cols).isin(taken)]
+
+    return Output(merged.folder, merged.settings, keep(merged.results), keep(merged.per_user),
+                  keep(merged.tuning), keep(merged.histories)), replaced
+
+
+def merge_outputs(outputs: list[Output], log: Callable[[str], Any] = print,
+                  replace: list[str] | None = None) -> tuple[Output, list[str]]:
+    """One Output holding every input's units; the first input's copy of a unit held twice,
+    except for the methods in ``replace`` (module doc). Returns it and the replaced
+    ``task/method`` pairs with the input each came from."""
     merged = outputs[0]
+    replaced: list[str] = []
     for other in outputs[1:]:
         _check_protocol(merged, other)
+        merged, taken = _drop_replaced(merged, other, replace or [])
+        replaced += [f"{t} from `{other.folder}`" for t in taken]
         mine, theirs = _keys(merged.per_user), _keys(other.per_user)
         shared = set(mine) & set(theirs)
         for unit in sorted(shared):
@@ -176,13 +206,14 @@ def merge_outputs(outputs: list[Output], log: Callable[[str], Any] = print) -> O
             pd.concat([merged.tuning, _only(other.tuning, tuned, False, ["study", "task", "method"])],
                       ignore_index=True),
             pd.concat([merged.histories, _only(other.histories, shared, False)], ignore_index=True))
-    return merged
+    return merged, replaced
 
 
 def run_merge(folders: list[Path], out: Path, command: str, quiet: bool = False,
-              names: list[str] | None = None) -> None:
+              names: list[str] | None = None, replace: list[str] | None = None) -> None:
     """Read the finished comparisons in ``folders``, merge them, write the outputs to ``out``;
-    ``names``: the folders as the user wrote them, for the report."""
+    ``names``: the folders as the user wrote them, for the report; ``replace``: methods whose
+    later units replace the earlier ones (module doc)."""
     from adc_dist.compare.report import write_outputs
     from adc_dist.compare.runner import Collected, Settings
 
@@ -193,7 +224,12 @@ def run_merge(folders: list[Path], out: Path, command: str, quiet: bool = False,
                        "that the merge reads)")
     outputs = [read_output(f) for f in folders]  # every input read and checked before anything is written
     log(f"merge: {len(outputs)} comparison{'s' if len(outputs) > 1 else ''} -> {out}")
-    m = merge_outputs(outputs, log)
+    m, replaced = merge_outputs(outputs, log, replace)
+    if replace and not replaced:
+        raise AdcError(f"--replace {','.join(replace)}: no input after the first holds it on a task that an earlier "
+                       "input has, so nothing would be replaced (the rerun goes last)")
+    for line in replaced:
+        log(f"  replaced {line}")
     # A categorical column concatenated with other categories comes back as object: recompact on write.
     for df in (m.results, m.per_user, m.histories):
         for c in ("study", "task", "method", "domain"):
@@ -209,6 +245,9 @@ def run_merge(folders: list[Path], out: Path, command: str, quiet: bool = False,
     # One input: its report written again by this code (new tables, tests or targets), nothing trained.
     produced = (f"Merged by `{command}` from {len(outputs)} comparisons of the same protocol: {inputs}"
                 if len(outputs) > 1 else f"Reported again by `{command}` from {inputs}")
+    if replaced:  # the tables mix runs of one method: say which rows are whose
+        produced += (f". With `--replace {','.join(replace or [])}`, these tasks' rows of the method come from the "
+                     f"later input, not the earlier: {'; '.join(replaced)}")
     collected = Collected(rows=m.results.to_dict("records"), per_user=[m.per_user],
                           histories=[m.histories] if len(m.histories) else [], tuning=m.tuning.to_dict("records"))
     write_outputs(collected, settings, wall_s=time.perf_counter() - t0, produced=produced, log=log)

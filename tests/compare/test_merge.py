@@ -132,6 +132,8 @@ def test_adc_settings_bind_only_comparisons_that_trained_an_adc_method(parts):
     (["--merge", "x", "y"], "--merge needs --out"),
     (["--merge", "x", "y", "--out", "z", "--budget", "2"], "--merge runs nothing, so --budget has no effect"),
     (["--merge", "x", "y", "--out", "z", "--set", "d=8"], "so --set has no effect"),
+    (["--merge", "x", "y", "--out", "z", "--replace", "bpr"], "--replace: unknown method 'bpr'"),
+    (["--replace", "bpr_mf"], "--replace says which method a --merge takes from the later input: it needs --merge"),
 ])
 def test_merge_flags_are_checked_before_reading_anything(argv, message):
     with pytest.raises(AdcError, match=message):
@@ -143,3 +145,39 @@ def test_merge_on_the_command_line_exits_2_with_one_line(parts):
                         "--out", str(parts / "ab")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.startswith("error: --merge: ") and "nope is not a folder" in r.stderr
+
+
+def test_replace_takes_a_rerun_methods_units_from_the_later_input(parts):
+    """--replace bpr_mf: a BPR-MF rerun (here: other per-user metrics, on one task) replaces the
+    earlier input's BPR-MF on that task, units and tuning rows, where a plain merge refuses; the
+    other tasks keep the earlier BPR-MF, and the report says which rows are whose."""
+    rerun = parts / "rerun"
+    _write_part(rerun, ["bpr_mf"], settings=True)
+    for name in ("results", "per_user", "tuning", "histories"):
+        df = pd.read_parquet(rerun / f"{name}.parquet")
+        df = df[df["task"] == "amazon-dvd-video"]
+        if name in ("results", "per_user"):
+            df["ndcg@10"] = np.float32(0.5)
+        if name == "tuning":
+            df["valid_ndcg10"] = 0.25
+        df.to_parquet(rerun / f"{name}.parquet")
+    with pytest.raises(AdcError, match="different per-user metrics"):
+        main(["--merge", str(parts / "a"), str(rerun), "--out", str(parts / "plain"), "--quiet"])
+    main(["--merge", str(parts / "a"), str(rerun), "--replace", "bpr_mf", "--out", str(parts / "ab"), "--quiet"])
+    res = pd.read_parquet(parts / "ab" / "results.parquet")
+    mf = res[res["method"] == "bpr_mf"]
+    original = pd.read_parquet(parts / "a" / "results.parquet")
+    assert len(mf) == len(original[original["method"] == "bpr_mf"])  # each unit once
+    on_dvd = mf["task"] == "amazon-dvd-video"
+    assert on_dvd.any() and (mf.loc[on_dvd, "ndcg@10"] == 0.5).all() and (mf.loc[~on_dvd, "ndcg@10"] != 0.5).all()
+    tuning = pd.read_parquet(parts / "ab" / "tuning.parquet").query("method == 'bpr_mf'")
+    assert (tuning.loc[tuning["task"] == "amazon-dvd-video", "valid_ndcg10"] == 0.25).all()
+    assert (tuning.loc[tuning["task"] != "amazon-dvd-video", "valid_ndcg10"] != 0.25).all()
+    pu = pd.read_parquet(parts / "ab" / "per_user.parquet")
+    assert (pu.loc[(pu["method"] == "bpr_mf") & (pu["task"] == "amazon-dvd-video"), "ndcg@10"] == 0.5).all()
+    md = (parts / "ab" / "results.md").read_text()
+    assert "With `--replace bpr_mf`, these tasks' rows of the method come from the later input" in md
+    assert f"amazon-dvd-video/bpr_mf from `{rerun}`" in md and "amazon-music-dvd/bpr_mf from" not in md
+    with pytest.raises(AdcError, match="nothing would be replaced"):
+        main(["--merge", str(parts / "a"), str(parts / "b"), "--replace", "cmf", "--out", str(parts / "none")])
+    assert not (parts / "none").exists()  # CMF is only in the later input: a plain merge adds it
