@@ -6,8 +6,9 @@ baseline trained as ADC is"); ``results/full-protocol/`` holds every other metho
 on the same splits. A plain ``--merge`` of the two refuses (their BPR-MF units differ, which
 is the point); ``--merge ... --replace bpr_mf`` writes the comparison's report with the rerun,
 whose paired tests put ADC GradNorm against the best other method. This pairs the per-user
-test NDCG@10 of every method of the second folder with the rerun's BPR-MF, seeds averaged, per task and domain of the rerun: two-sided Wilcoxon,
-Holm over the rows of each table printed. Where the rerun has the sparse-domain study
+test NDCG@10 of every method of the second folder with the rerun's BPR-MF, seeds averaged,
+per task and domain of the rerun: two-sided Wilcoxon, Holm over the rows of each table
+printed. Where the rerun has the sparse-domain study
 (``--methods bpr_mf``, its sparse rows), a second table does the same on each task's cut
 domain with the methods of that study.
 
