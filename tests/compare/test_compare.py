@@ -218,14 +218,20 @@ def test_a_budget_of_one_takes_every_default_without_a_validation_run(tiny_data_
     assert all(np.isnan(r["valid_ndcg10"]) for r in c.out.tuning)
 
 
+@pytest.mark.ray
 def test_a_baseline_alone_has_its_sparse_rows(tiny_data_root, tmp_path):
     """--methods bpr_mf --sparse-only: the sparse study needs no ADC backbone for the methods it
     keeps at their main configuration (a re-tuned baseline's sparse rows, run apart and merged)."""
+    import ray
+
     from adc_dist.compare.runner import Comparison
 
     c = Comparison(_settings("--budget", "1", "--seeds", "1", "--tasks", "file:tiny.csv", "--methods",
                              "popularity,bpr_mf", "--sparse-only", "--out", str(tmp_path), "--quiet"))
-    c.run()
+    try:
+        c.run()  # the final runs are Ray tasks
+    finally:
+        ray.shutdown()  # as the command does: the next Ray test of this lane starts its own
     rows = pd.DataFrame(c.out.rows)
     assert set(zip(rows["study"], rows["method"])) == {("sparse-b-10pct", "popularity"), ("sparse-b-10pct", "bpr_mf")}
     assert c.backbone_lr == {} and (rows["ndcg@10"] > 0).all()
